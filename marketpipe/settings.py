@@ -1,0 +1,77 @@
+"""Settings shared by every service: how to reach Kafka and the schema registry.
+
+Each service has one pydantic-settings class that extends this one; all are read from the
+environment (``MARKETPIPE_*``), which is what the Helm chart sets.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaClientSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MARKETPIPE_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    registry_url: str = "http://127.0.0.1:18081/apis/ccompat/v7"
+    registry_basic_auth: SecretStr | None = None  # "user:password"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    create_topics: bool = True  # create missing topics at start-up (off when a platform team owns them)
+    register_schemas: bool = True  # register schemas at start-up (the Helm Job does it before upgrades)
+    metrics_port: int = 9108
+    log_level: str = "INFO"
+
+    def aiokafka_security(self) -> dict[str, object]:
+        """Keyword arguments for aiokafka producers/consumers/admin."""
+        kw: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(
+                cafile=self.kafka_ssl_cafile, certfile=self.kafka_ssl_certfile, keyfile=self.kafka_ssl_keyfile
+            )
+        if self.kafka_security_protocol.startswith("SASL"):
+            kw["sasl_mechanism"] = self.kafka_sasl_mechanism or "PLAIN"
+            kw["sasl_plain_username"] = self.kafka_sasl_username
+            kw["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        return kw
+
+    def librdkafka_security(self) -> dict[str, str]:
+        """The same options for confluent-kafka's AdminClient."""
+        conf = {"security.protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            conf["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password:
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            conf["ssl.ca.location"] = self.kafka_ssl_cafile
+        if self.kafka_ssl_certfile:
+            conf["ssl.certificate.location"] = self.kafka_ssl_certfile
+        if self.kafka_ssl_keyfile:
+            conf["ssl.key.location"] = self.kafka_ssl_keyfile
+        return conf
+
+    def registry_auth(self) -> str | None:
+        return self.registry_basic_auth.get_secret_value() if self.registry_basic_auth else None
+
+
+class PublisherSettings(KafkaClientSettings):
+    """Settings of the Kafka publisher used by every producer service."""
+
+    publisher_buffer: int = 50_000  # events held in memory before publish() blocks the caller
+    publisher_linger_ms: int = 5
+    publisher_max_batch_bytes: int = 512 * 1024
+    publisher_compression: Literal["none", "gzip"] = "none"
