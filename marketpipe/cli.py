@@ -38,11 +38,14 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     from schemas import compat, contracts
 
     if args.action == "check":
-        problems = compat.check_all()
+        from pathlib import Path
+
+        schema_dir = Path(args.schema_dir) if args.schema_dir else contracts.SCHEMA_DIR
+        problems = compat.check_all(schema_dir)
         for p in problems:
             print(f"INCOMPATIBLE: {p}")
-        pending = compat.unreleased()
-        names = contracts.schema_names()
+        pending = compat.unreleased(schema_dir)
+        names = list(contracts.load_dir(schema_dir))
         if problems:
             print(f"{len(problems)} compatibility problem(s); FULL_TRANSITIVE forbids them. "
                   "Add fields as [\"null\", T] with default null instead.")
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("schemas", help="register | check | list the Avro contracts")
     p.add_argument("action", choices=["register", "check", "list"])
     p.add_argument("--url", help="registry URL (default: MARKETPIPE_REGISTRY_URL)")
+    p.add_argument("--schema-dir", help="check this folder of .avsc files instead of schemas/avro")
     p.set_defaults(func=cmd_schemas)
     p = sub.add_parser("smoke", help="infra up, register schemas, publish one event per contract, read them back")
     p.set_defaults(func=cmd_smoke)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import avro.schema
@@ -71,20 +72,19 @@ def check_pair(name: str, version: int, current: dict[str, Any], released: dict[
     return problems
 
 
-def check_all() -> list[CompatProblem]:
+def check_all(schema_dir: Path = contracts.SCHEMA_DIR, released_dir: Path = contracts.RELEASED_DIR) -> list[CompatProblem]:
     problems: list[CompatProblem] = []
-    for name in contracts.schema_names():
-        current = contracts.schema_json(name)
-        for version, released in contracts.released_versions(name):
+    for name, current in contracts.load_dir(schema_dir).items():
+        for version, released in contracts.released_versions(name, released_dir):
             problems.extend(check_pair(name, version, current, released))
     return problems
 
 
-def unreleased() -> list[str]:
+def unreleased(schema_dir: Path = contracts.SCHEMA_DIR, released_dir: Path = contracts.RELEASED_DIR) -> list[str]:
     """Schemas whose working-tree text differs from their newest released version."""
     out = []
-    for name in contracts.schema_names():
-        versions = contracts.released_versions(name)
-        if not versions or versions[-1][1] != contracts.schema_json(name):
+    for name, current in contracts.load_dir(schema_dir).items():
+        versions = contracts.released_versions(name, released_dir)
+        if not versions or versions[-1][1] != current:
             out.append(name)
     return out

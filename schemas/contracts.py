@@ -32,9 +32,14 @@ def parsed(name: str) -> Any:
     return fastavro.parse_schema(schema_json(name))
 
 
-def released_versions(name: str) -> list[tuple[int, dict[str, Any]]]:
+def load_dir(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every schema of a folder of .avsc files, by file stem."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.avsc"))}
+
+
+def released_versions(name: str, released_dir: Path = RELEASED_DIR) -> list[tuple[int, dict[str, Any]]]:
     """Released versions of a schema: schemas/released/<name>/v<N>.avsc, oldest first."""
-    folder = RELEASED_DIR / name
+    folder = released_dir / name
     out = []
     for p in folder.glob("v*.avsc"):
         out.append((int(p.stem[1:]), json.loads(p.read_text())))

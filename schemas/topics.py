@@ -13,10 +13,10 @@ Subjects follow Confluent's TopicNameStrategy: ``<topic>-value``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class KeyKind(str, Enum):
+class KeyKind(StrEnum):
     MARKET = "market"
     ACCOUNT = "account"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from marketpipe.infra import artifacts
 from marketpipe.infra.java import find_java
-from marketpipe.infra.ports import port_open
+from marketpipe.infra.ports import free_port, port_open
 
 _KAFKA_PROPS = """process.roles=broker,controller
 node.id=1
@@ -139,7 +139,7 @@ class LocalKafka:
     def start(self, timeout: float = 90.0) -> None:
         self.prepare()
         libs = artifacts.kafka_libs()
-        cmd = [self._java(), f"-Xms256m", f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        cmd = [self._java(), "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
                "-cp", f"{libs}/*", "kafka.Kafka", str(self.workdir / "server.properties")]
         self._proc = _spawn(cmd, self.log_path)
@@ -174,6 +174,7 @@ class LocalKafka:
 class LocalRegistry:
     workdir: Path
     port: int
+    management_port: int = field(default_factory=free_port)
     pid: int | None = None
     version: str = ""
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -199,6 +200,7 @@ class LocalRegistry:
         home = artifacts.apicurio_home(version, progress)
         cmd = [java, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                f"-Dquarkus.http.port={self.port}", "-Dquarkus.http.host=127.0.0.1",
+               f"-Dquarkus.management.port={self.management_port}", "-Dquarkus.management.host=127.0.0.1",
                "-Dquarkus.log.level=WARN", "-Dquarkus.banner.enabled=false",
                *artifacts.apicurio_command(home)]
         self._proc = _spawn(cmd, self.log_path, cwd=self.workdir)

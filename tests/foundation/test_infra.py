@@ -1,0 +1,50 @@
+"""`marketpipe infra up|status|down` driven as a user would, on a clean cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from marketpipe.infra.ports import port_open
+from marketpipe.infra.processes import pid_alive
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "marketpipe.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_up_on_clean_cache_then_reuse_then_down(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPIPE_")}
+    env["MARKETPIPE_CACHE"] = str(tmp_path / "cache")
+    env["MARKETPIPE_STATE_DIR"] = str(tmp_path / "state")
+    first = run(["infra", "up"], env)
+    try:
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "fetching Apache Kafka" in first.stdout and "fetching Apicurio" in first.stdout
+        status = run(["infra", "status"], env)
+        assert status.returncode == 0, status.stdout
+        state = json.loads(status.stdout)
+        assert state["kafka_alive"] and state["registry_alive"]
+        assert port_open(state["kafka_port"]) and port_open(state["registry_port"])
+        again = run(["infra", "up"], env)  # already running: answers at once
+        assert again.returncode == 0 and "already running" in again.stdout
+    finally:
+        down = run(["infra", "down"], env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    for pid in (state["kafka_pid"], state["registry_pid"]):
+        assert not pid_alive(pid), f"pid {pid} survived infra down"
+    assert not port_open(state["kafka_port"]) and not port_open(state["registry_port"])
+    assert run(["infra", "status"], env).returncode == 1
+
+    second = run(["infra", "up"], env)  # a second start reuses the cached downloads
+    try:
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "fetching" not in second.stdout
+        state2 = json.loads(run(["infra", "status"], env).stdout)
+    finally:
+        run(["infra", "down"], env)
+    assert not pid_alive(state2["kafka_pid"]) and not pid_alive(state2["registry_pid"])
