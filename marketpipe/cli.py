@@ -95,6 +95,62 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+VENUES = ("rabbitx", "drift", "econia", "ccxt")
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    """Run one venue producer with settings from the environment (what the Helm chart runs)."""
+    import importlib
+
+    module = importlib.import_module(f"producers.{args.venue}")
+    module.main()
+    return 0
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    """Run a faust worker of the processors with settings from the environment."""
+    import processors
+
+    return int(processors.main(args.faust_args) or 0)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(f"simulators.{args.venue}.__main__")
+    return int(module.main(args.sim_args) or 0)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from marketpipe.recording import run_recorder
+
+    asyncio.run(run_recorder(args.upstream, Path(args.out), args.port, args.duration))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from simulators import replay
+
+    replay.main([args.recording, "--speed", str(args.speed), "--port", str(args.port),
+                 "--duration", str(args.duration)])
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from marketpipe.query import main as query_main
+
+    return query_main(args)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from marketpipe.dev.run import main as dev_main
+
+    return dev_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("MARKETPIPE_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -112,6 +168,42 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_schemas)
     p = sub.add_parser("smoke", help="infra up, register schemas, publish one event per contract, read them back")
     p.set_defaults(func=cmd_smoke)
+    p = sub.add_parser("dev", help="the whole pipeline locally: infra, simulators, producers, processors, live view")
+    p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
+    p.add_argument("--status-file", help="write the live view's state as JSON to this file every refresh")
+    p.add_argument("--venues", default="rabbitx,drift,econia,binance,okx", help="comma-separated venues to run")
+    p.add_argument("--no-view", action="store_true", help="plain progress lines instead of the live view")
+    p.set_defaults(func=cmd_dev)
+    p = sub.add_parser("produce", help="run one venue producer (settings from MARKETPIPE_* environment)")
+    p.add_argument("venue", choices=VENUES)
+    p.set_defaults(func=cmd_produce)
+    p = sub.add_parser("process", help="run a faust processor worker (settings from MARKETPIPE_* environment)")
+    p.add_argument("faust_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_process)
+    p = sub.add_parser("simulate", help="run a venue simulator on 127.0.0.1 (see --help of each)")
+    p.add_argument("venue", choices=["rabbitx", "drift", "econia", "binance", "okx"])
+    p.add_argument("sim_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("record", help="record a venue session (raw frames + receive times) through a proxy")
+    p.add_argument("upstream", help="venue base URL, e.g. wss://api.prod.rabbitx.io or http://127.0.0.1:PORT")
+    p.add_argument("--out", required=True, help="JSON-lines file to append to")
+    p.add_argument("--port", type=int, default=0, help="local proxy port (point the producer's URLs here)")
+    p.add_argument("--duration", type=float, default=None)
+    p.set_defaults(func=cmd_record)
+    p = sub.add_parser("replay", help="serve a recorded session to a producer (original or accelerated speed)")
+    p.add_argument("recording")
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--duration", type=float, default=600)
+    p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("query", help="read books, candles and account state from the running processors")
+    p.add_argument("what", choices=["book", "top", "candles", "balances", "orders", "positions"])
+    p.add_argument("key", help="venue:market (book/top/candles) or venue:account")
+    p.add_argument("--url", default=os.environ.get("MARKETPIPE_QUERY_URL", "http://127.0.0.1:6066"))
+    p.add_argument("--depth", type=int, default=None)
+    p.add_argument("--interval", default="1m")
+    p.add_argument("--limit", type=int, default=None)
+    p.set_defaults(func=cmd_query)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 
