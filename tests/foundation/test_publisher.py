@@ -57,7 +57,8 @@ def check_per_key_order(records: list[tuple[int, bytes, bytes]], keys: int, per_
         assert len(partitions[key]) == 1, f"{key!r} spread over partitions {partitions[key]}"
 
 
-async def test_per_key_order_across_partitions(cluster, unique: str) -> None:
+async def test_per_key_order_across_partitions(transactional, unique: str) -> None:
+    cluster = transactional  # idempotent producers need InitProducerId (not on Tansu)
     spec = TopicSpec(f"test.publisher.order.{unique}", "trade", 6, KeyKind.MARKET)
     ensure_topics(cluster.bootstrap, (spec,))
     publisher = KafkaPublisher(PublisherSettings(kafka_bootstrap=cluster.bootstrap, publisher_buffer=500))
