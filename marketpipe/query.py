@@ -1,0 +1,47 @@
+"""`marketpipe query`: reads the processors' query endpoints (any worker; it forwards to the owner)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+
+def query_url(args: argparse.Namespace) -> str:
+    venue, _, ident = args.key.partition(":")
+    if not ident:
+        raise SystemExit(f"key {args.key!r}: expected venue:market or venue:account")
+    q = urllib.parse.quote
+    base = args.url.rstrip("/")
+    params: dict[str, str] = {}
+    if args.what == "book":
+        path = f"/books/{q(venue)}/{q(ident)}"
+        if args.depth:
+            params["depth"] = str(args.depth)
+    elif args.what == "top":
+        path = f"/books/{q(venue)}/{q(ident)}/top"
+    elif args.what == "candles":
+        path = f"/candles/{q(venue)}/{q(ident)}/{q(args.interval)}"
+        if args.limit:
+            params["limit"] = str(args.limit)
+    else:
+        path = f"/accounts/{q(venue)}/{q(ident)}/{args.what}"
+    return base + path + (("?" + urllib.parse.urlencode(params)) if params else "")
+
+
+def main(args: argparse.Namespace) -> int:
+    url = query_url(args)
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.loads(resp.read())
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        body, status = json.loads(exc.read() or b"{}"), exc.code
+    except OSError as exc:
+        print(f"cannot reach the processors at {args.url}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(body, indent=2))
+    return 0 if status == 200 else 1
