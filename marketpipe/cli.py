@@ -103,8 +103,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
     import importlib
 
     module = importlib.import_module(f"producers.{args.venue}")
-    module.main()
-    return 0
+    return int(module.main() or 0)
 
 
 def cmd_process(args: argparse.Namespace) -> int:

@@ -6,10 +6,25 @@ environment (``MARKETPIPE_*``), which is what the Helm chart sets.
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Annotated, Literal
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_list(value: object) -> object:
+    """Environment lists: a JSON array (`["a","b"]`) or comma-separated text (`a,b`)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+# A list[str] setting that accepts both forms from the environment (what Helm renders).
+EnvList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 
 
 class KafkaClientSettings(BaseSettings):
