@@ -90,3 +90,6 @@ class PublisherSettings(KafkaClientSettings):
     publisher_linger_ms: int = 5
     publisher_max_batch_bytes: int = 512 * 1024
     publisher_compression: Literal["none", "gzip"] = "none"
+    # how long aiokafka waits for an answer (and keeps a batch whose partition has no leader) before a
+    # batch fails; the publisher then re-sends it on a new producer, in order
+    publisher_request_timeout_ms: int = 30_000

@@ -61,12 +61,18 @@ class KafkaPublisher:
         self.on_ack = on_ack
         self.acked = 0
         self.retries = 0
+        self.renewals = 0
         self.last_error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        self._producer = self._new_producer()
+        await self._start_producer()
+        self._sender = asyncio.create_task(self._send_loop(), name="kafka-publisher")
+
+    def _new_producer(self) -> AIOKafkaProducer:
         s = self.settings
-        self._producer = AIOKafkaProducer(
+        return AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap,
             client_id=self.client_id,
             acks="all",
@@ -74,12 +80,24 @@ class KafkaPublisher:
             linger_ms=s.publisher_linger_ms,
             max_batch_size=s.publisher_max_batch_bytes,
             compression_type=None if s.publisher_compression == "none" else s.publisher_compression,
-            request_timeout_ms=30_000,
+            request_timeout_ms=s.publisher_request_timeout_ms,
             retry_backoff_ms=200,
             **s.aiokafka_security(),
         )
+
+    async def _renew_producer(self) -> None:
+        """A batch failed for good: aiokafka had already given it sequence numbers, so re-sending it on
+        the same producer id would leave a sequence gap (OutOfOrderSequenceNumber forever). Start a new
+        idempotent producer (new producer id, sequences from 0) and re-send on it."""
+        old, self._producer = self._producer, self._new_producer()
+        self._partitions.clear()
+        self._partition_cache.clear()
+        if old is not None:
+            try:
+                await asyncio.wait_for(old.stop(), 5)
+            except Exception as exc:  # the old producer may be wedged; it holds nothing we still need
+                log.debug("old producer did not stop cleanly: %s", exc)
         await self._start_producer()
-        self._sender = asyncio.create_task(self._send_loop(), name="kafka-publisher")
 
     async def _start_producer(self) -> None:
         delay = 0.5
@@ -191,7 +209,18 @@ class KafkaPublisher:
                             len(failed), self.last_error, delay)
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 5.0)
+                await self._renew_producer()
+                self.renewals += 1
+                # partitions are looked up again on the new producer (a topic may have grown)
+                failed = await self._regroup(failed)
             pending = failed
+
+    async def _regroup(self, groups: dict[tuple[str, int], list[Item]]) -> dict[tuple[str, int], list[Item]]:
+        out: dict[tuple[str, int], list[Item]] = defaultdict(list)
+        for items in groups.values():
+            for item in items:
+                out[(item[0], await self._partition(item[0], item[1]))].append(item)
+        return out
 
     async def _send_group(self, tp: tuple[str, int], group: list[Item]) -> list[tuple[Any, list[Item]]]:
         """Append a partition's events to as few aiokafka batches as fit; returns (ack future, events)."""

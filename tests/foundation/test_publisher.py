@@ -85,36 +85,47 @@ def own_broker(tmp_path: Path):
         kafka.stop()
 
 
-async def test_outage_loses_and_duplicates_nothing(own_broker: LocalKafka) -> None:
-    """Stop the broker for a few seconds while publishing; everything arrives once, in order."""
-    spec = TopicSpec("test.publisher.outage", "trade", 3, KeyKind.MARKET)
+@pytest.mark.parametrize(("outage_s", "request_timeout_ms"), [(4, 30_000), (9, 2_000)],
+                         ids=["short-outage-aiokafka-retries", "outage-beyond-request-timeout-renews-producer"])
+async def test_outage_loses_and_duplicates_nothing(own_broker: LocalKafka, outage_s: float,
+                                                   request_timeout_ms: int) -> None:
+    """Stop the broker while publishing; everything arrives once, in order. In the second case batches
+    fail for good inside aiokafka (request timeout) and the publisher re-sends them on a new producer."""
+    spec = TopicSpec(f"test.publisher.outage.{request_timeout_ms}", "trade", 3, KeyKind.MARKET)
     ensure_topics(own_broker.bootstrap, (spec,))
-    publisher = KafkaPublisher(PublisherSettings(kafka_bootstrap=own_broker.bootstrap, publisher_buffer=2000))
+    publisher = KafkaPublisher(PublisherSettings(kafka_bootstrap=own_broker.bootstrap, publisher_buffer=2000,
+                                                 publisher_request_timeout_ms=request_timeout_ms))
     await publisher.start()
-    keys, per_key = 6, 1500
-    blocked_seen = 0
+    keys = 6
+    sent_per_key = 0
+    done = asyncio.Event()
 
     async def produce() -> None:
-        nonlocal blocked_seen
-        for i in range(per_key):
+        nonlocal sent_per_key
+        while not done.is_set():  # a steady stream that spans stop, outage and restart
             for k in range(keys):
-                await publisher.publish(spec, f"venue:M{k}".encode(), f"M{k}:{i}".encode())
-            if i % 50 == 0:
-                await asyncio.sleep(0.01)  # a steady stream over ~1 s+, spanning the outage
-            blocked_seen = max(blocked_seen, publisher.buffered())
+                await publisher.publish(spec, f"venue:M{k}".encode(), f"M{k}:{sent_per_key}".encode())
+            sent_per_key += 1
+            await asyncio.sleep(0.005)
 
     producing = asyncio.create_task(produce())
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.5)
     await asyncio.to_thread(own_broker.stop)  # SIGTERM: broker away
-    await asyncio.sleep(4)
-    assert not producing.done() or publisher.buffered() > 0, "events must be held while Kafka is down"
+    before_outage = sent_per_key
+    await asyncio.sleep(outage_s / 2)
     held_during_outage = publisher.buffered()
+    await asyncio.sleep(outage_s / 2)
     await asyncio.to_thread(own_broker.start)  # same data dir, same ports
+    await asyncio.sleep(1.0)
+    done.set()
     await asyncio.wait_for(producing, 120)
     await publisher.stop(timeout=120)
-    assert held_during_outage > 0
+    per_key = sent_per_key
+    assert per_key > before_outage > 0
+    assert held_during_outage > 0, "events must be held (not dropped) while Kafka is down"
     assert publisher.acked == keys * per_key
-    assert publisher.retries >= 1 or held_during_outage > 0
+    if request_timeout_ms < outage_s * 1000:
+        assert publisher.retries >= 1 and publisher.renewals >= 1, "batches should have failed and been re-sent"
     records = await consume_all(own_broker.bootstrap, spec.name, keys * per_key, timeout=90)
     assert len(records) == keys * per_key, f"{len(records)} records for {keys * per_key} published"
     check_per_key_order(records, keys, per_key)
