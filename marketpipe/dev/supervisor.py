@@ -36,12 +36,29 @@ class Component:
     ready_url: str | None = None  # answers HTTP 200 when ready
     ready_port: int | None = None  # or: accepts TCP connections when ready
     ready_timeout: float = 60.0
+    announces: bool = False  # prints one JSON line (URLs, tokens) once listening: read into .info
     pid: int | None = None
     log: Path | None = None
+    info: dict[str, object] = field(default_factory=dict)
 
 
 def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
+
+
+def _first_json_line(log: Path) -> dict[str, object]:
+    import json
+
+    try:
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    return dict(json.loads(line))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return {}
 
 
 class Supervisor:
@@ -72,6 +89,11 @@ class Supervisor:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise ComponentFailed(comp.name, comp.log, f"exited with code {proc.returncode} during start-up")
+            if comp.announces and not comp.info:
+                comp.info = _first_json_line(comp.log)
+                if not comp.info:
+                    time.sleep(0.1)
+                    continue
             if comp.ready_url is None and comp.ready_port is None:
                 return
             if comp.ready_port is not None and port_open(comp.ready_port):

@@ -35,6 +35,7 @@ class PipelineState:
     lag: int | None = None
     feeds: dict[str, dict[str, float]] = field(default_factory=dict)  # venue -> counters
     query_urls: list[str] = field(default_factory=list)
+    components: list[dict[str, Any]] = field(default_factory=list)  # what runs: name, pid, ports, truth
     errors: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -46,6 +47,7 @@ class PipelineState:
             "lag": self.lag,
             "feeds": self.feeds,
             "query_urls": self.query_urls,
+            "components": self.components,
             "errors": self.errors,
         }
 

@@ -1,0 +1,270 @@
+"""Processor benchmark against the real Kafka + registry: one worker subprocess (`python -m processors`).
+
+Prints
+  1. book deltas/s one worker sustains (a backlog of deltas over --markets markets, realistic 2+2 levels),
+  2. trades/s one worker sustains (candles for every default interval 1s,1m,5m,1h),
+  3. event -> queryable latency p50/p99 at a paced --rate events/s (mixed deltas and trades): measured by the
+     worker (receive_ts stamped at send -> state written) and by HTTP probes (send -> visible on /top).
+
+    export MARKETPIPE_KAFKA_BOOTSTRAP=127.0.0.1:19092 MARKETPIPE_REGISTRY_URL=http://127.0.0.1:18081/apis/ccompat/v7
+    python benchmarks/bench_processors.py [--deltas 200000] [--trades 100000] [--rate 5000] [--seconds 10]
+        [--store memory://|rocksdb://] [--guarantee at_least_once|exactly_once]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+
+from marketpipe.infra.ports import free_port
+from marketpipe.settings import KafkaClientSettings
+from schemas.registry import ContractRegistry
+from schemas.topics import BOOK, TRADES, market_key
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.settings = KafkaClientSettings()
+        self.registry = ContractRegistry(self.settings.registry_url)
+        self.registry.register_all()
+        self.book = self.registry.framer("book")
+        self.trade = self.registry.framer("trade")
+        self.tag = uuid.uuid4().hex[:8]
+        self.venue = f"bench{self.tag}"
+        self.markets = [f"M{i}-USD" for i in range(args.markets)]
+        self.seq = dict.fromkeys(self.markets, 1)
+        self.prefix = f"bench{self.tag}."  # own topics: other engineers' traffic on the shared broker stays out
+        self.book_topic, self.trades_topic = self.prefix + BOOK.name, self.prefix + TRADES.name
+        self.app_id = f"bench-proc-{self.tag}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-proc-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.producer: AIOKafkaProducer | None = None
+
+    # -- worker ------------------------------------------------------------------------------------
+    def start_worker(self) -> None:
+        env = {**os.environ, "MARKETPIPE_PROCESSOR_APP_ID": self.app_id,
+               "MARKETPIPE_PROCESSOR_TOPIC_PREFIX": self.prefix,
+               "MARKETPIPE_PROCESSOR_WEB_PORT": str(self.port), "MARKETPIPE_PROCESSOR_STORE_URL": self.args.store,
+               "MARKETPIPE_PROCESSOR_DATA_DIR": str(self.tmp / "data"), "MARKETPIPE_PROCESSOR_OFFSET_RESET": "latest",
+               "MARKETPIPE_PROCESSOR_PROCESSING_GUARANTEE": self.args.guarantee,
+               "MARKETPIPE_PROCESSOR_STANDBY_REPLICAS": "0", "MARKETPIPE_LOG_LEVEL": "WARNING"}
+        self.log = open(self.tmp / "worker.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "processors"], env=env, cwd=REPO, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+    def stop_worker(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    async def stats(self, http: aiohttp.ClientSession, reset: bool = False) -> dict:
+        async with http.get(f"{self.url}/processor/stats" + ("?reset_latency=true" if reset else "")) as r:
+            return await r.json()
+
+    async def wait_ready(self, http: aiohttp.ClientSession) -> None:
+        for _ in range(300):
+            assert self.proc and self.proc.poll() is None, f"worker died, see {self.tmp / 'worker.log'}"
+            try:
+                async with http.get(f"{self.url}/processor/ready") as r:
+                    if r.status == 200 and (await self.stats(http))["ticks_seen"] > 0:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+        raise TimeoutError("worker not ready")
+
+    # -- events --------------------------------------------------------------------------------------
+    def delta(self, i: int, market: str, receive_ts: int | None = None) -> bytes:
+        seq = self.seq[market] = self.seq[market] + 1
+        t = receive_ts or now_us()
+        return self.book.encode({
+            "event_id": f"{self.venue}:{market}:b:{seq}", "venue": self.venue, "market": market,
+            "venue_symbol": market, "exchange_ts": t, "receive_ts": t, "kind": "DELTA", "sequence": seq,
+            "prev_sequence": seq - 1, "checksum": None, "reason": None,
+            "bids": [{"price": f"{1000 - i % 50}.{i % 10}", "size": f"{i % 7}.25"},
+                     {"price": f"{999 - i % 40}.5", "size": f"{(i + 3) % 5}"}],
+            "asks": [{"price": f"{1001 + i % 50}.{i % 10}", "size": f"{i % 6}.5"},
+                     {"price": f"{1002 + i % 30}.5", "size": f"{(i + 1) % 4}"}]})
+
+    def snapshot(self, market: str) -> bytes:
+        t = now_us()
+        return self.book.encode({
+            "event_id": f"{self.venue}:{market}:s", "venue": self.venue, "market": market, "venue_symbol": market,
+            "exchange_ts": t, "receive_ts": t, "kind": "SNAPSHOT", "sequence": 1,
+            "prev_sequence": None, "checksum": None, "reason": None,
+            "bids": [{"price": f"{900 + i}.0", "size": "1"} for i in range(50)],
+            "asks": [{"price": f"{1100 + i}.0", "size": "1"} for i in range(50)]})
+
+    def trade_event(self, i: int, market: str, ts: int, receive_ts: int | None = None) -> bytes:
+        return self.trade.encode({
+            "event_id": f"{self.venue}:{market}:t:{i}", "venue": self.venue, "market": market, "venue_symbol": market,
+            "exchange_ts": ts, "receive_ts": receive_ts or now_us(), "trade_id": str(i),
+            "price": f"{1000 + i % 17}.{i % 100:02d}", "size": f"0.{i % 999 + 1:03d}",
+            "side": "BUY" if i % 2 else "SELL", "liquidation": None})
+
+    async def blast(self, topic: str, items: list[tuple[bytes, bytes]]) -> float:
+        assert self.producer
+        t0 = time.monotonic()
+        futs = [await self.producer.send(topic, key=k, value=v) for k, v in items]
+        await self.producer.flush()
+        await asyncio.gather(*futs)
+        return time.monotonic() - t0
+
+    async def throughput(self, http: aiohttp.ClientSession, stream: str, topic: str,
+                         items: list[tuple[bytes, bytes]]) -> float:
+        """Events/s the worker folds in while working through a backlog it cannot keep up with."""
+        start = (await self.stats(http))["events"][stream]
+        target = start + len(items)
+        send = asyncio.create_task(self.blast(topic, items))
+        samples: list[tuple[float, int]] = []
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            n = (await self.stats(http))["events"][stream]
+            samples.append((time.monotonic(), n))
+            if n >= target:
+                break
+            await asyncio.sleep(0.1)
+        sent_in = await send
+        # rate over the middle of the run: from 10% to the end of the backlog
+        first = next(s for s in samples if s[1] - start >= 0.1 * len(items))
+        last = samples[-1]
+        rate = (last[1] - first[1]) / (last[0] - first[0])
+        print(f"  {stream}: {len(items)} events produced in {sent_in:.1f}s, folded in at {rate:,.0f} events/s")
+        return rate
+
+    async def latency(self, http: aiohttp.ClientSession) -> None:
+        rate, seconds = self.args.rate, self.args.seconds
+        await self.stats(http, reset=True)
+        probe_market = self.markets[0]
+        probe_lat: list[float] = []
+        probes: list[asyncio.Task[None]] = []
+        tick = 0.01
+        per_tick = max(1, int(rate * tick))
+        assert self.producer
+        i = 0
+        t0 = time.monotonic()
+        next_probe = t0 + 0.2
+        while time.monotonic() - t0 < seconds:
+            for _ in range(per_tick):
+                i += 1
+                market = self.markets[1 + i % (len(self.markets) - 1)]
+                key = market_key(self.venue, market)
+                if i % 2:
+                    await self.producer.send(self.book_topic, key=key, value=self.delta(i, market))
+                else:
+                    await self.producer.send(self.trades_topic, key=key, value=self.trade_event(i, market, now_us()))
+            if time.monotonic() >= next_probe:  # external probe: send -> visible over HTTP
+                next_probe += 0.2
+                value = self.delta(i, probe_market)
+                seq = self.seq[probe_market]
+                sent = time.monotonic()
+                await self.producer.send(self.book_topic, key=market_key(self.venue, probe_market), value=value)
+                probes.append(asyncio.create_task(self.probe(http, probe_market, seq, sent, probe_lat)))
+            await asyncio.sleep(max(0.0, t0 + (i / rate) - time.monotonic()))
+        elapsed = time.monotonic() - t0
+        await asyncio.gather(*probes)
+        await asyncio.sleep(1.0)
+        st = (await self.stats(http))["latency"]
+        print(f"  offered {i / elapsed:,.0f} events/s for {elapsed:.1f}s (half deltas, half trades)")
+        print(f"  worker-side receive_ts -> queryable: p50 {st['p50_ms']:.1f} ms, p99 {st['p99_ms']:.1f} ms, "
+              f"max {st['max_ms']:.1f} ms over {st['count']} events")
+        if probe_lat:
+            probe_lat.sort()
+            p99 = probe_lat[min(len(probe_lat) - 1, int(0.99 * len(probe_lat)))]
+            print(f"  HTTP probes send -> visible on /top: p50 {statistics.median(probe_lat):.1f} ms, "
+                  f"p99 {p99:.1f} ms over {len(probe_lat)} probes (includes 2 ms polling)")
+
+    async def probe(self, http: aiohttp.ClientSession, market: str, seq: int, sent: float, out: list[float]) -> None:
+        url = f"{self.url}/books/{self.venue}/{market}/top"
+        while time.monotonic() - sent < 5:
+            async with http.get(url) as r:
+                if r.status == 200 and ((await r.json()).get("sequence") or 0) >= seq:
+                    out.append((time.monotonic() - sent) * 1e3)
+                    return
+            await asyncio.sleep(0.002)
+        out.append(5000.0)  # not visible within 5 s: counted as 5 s
+
+    async def run(self) -> None:
+        a = self.args
+        print(f"processor bench: {a.markets} markets, store {a.store}, {a.guarantee}, worker log {self.tmp}")
+        # encode everything up front so the producer does not compete with the worker for CPU later
+        deltas = [(market_key(self.venue, m), self.delta(i, m)) for i in range(a.deltas)
+                  for m in (self.markets[i % len(self.markets)],)]
+        base_ts = now_us() - 3_600_000_000
+        trades = [(market_key(self.venue, m), self.trade_event(i, m, base_ts + i * 1000)) for i in range(a.trades)
+                  for m in (self.markets[i % len(self.markets)],)]
+        self.start_worker()
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
+                                         enable_idempotence=True, linger_ms=5, max_batch_size=512 * 1024)
+        await self.producer.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                await self.wait_ready(http)
+                # snapshots first (sequence 1, below every delta), then the delta backlog
+                await self.blast(self.book_topic, [(market_key(self.venue, m), self.snapshot(m)) for m in self.markets])
+                print("1. book deltas")
+                await self.throughput(http, "book", self.book_topic, deltas)
+                print("2. trades")
+                await self.throughput(http, "trades", self.trades_topic, trades)
+                print(f"3. latency at {a.rate} events/s")
+                await self.latency(http)
+                async with http.get(f"{self.url}/books/{self.venue}/{self.markets[1]}/top") as r:
+                    top = await r.json()
+                print(f"  sanity: {self.markets[1]} in_sync={top['in_sync']} crossed={top['crossed']}")
+        finally:
+            await self.producer.stop()
+            self.stop_worker()
+            self.delete_topics()
+
+    def delete_topics(self) -> None:
+        """Remove this run's topics (prefixed inputs/outputs, the app's changelogs and ticks)."""
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        mine = [t for t in admin.list_topics(timeout=15).topics if t.startswith((self.prefix, self.app_id))]
+        if mine:
+            for fut in admin.delete_topics(mine, operation_timeout=30).values():
+                try:
+                    fut.result()
+                except Exception as exc:  # best effort
+                    print(f"  could not delete a topic: {exc}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--deltas", type=int, default=200_000)
+    p.add_argument("--trades", type=int, default=100_000)
+    p.add_argument("--markets", type=int, default=20)
+    p.add_argument("--rate", type=int, default=5_000)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--store", default="memory://")
+    p.add_argument("--guarantee", default="at_least_once", choices=["at_least_once", "exactly_once"])
+    asyncio.run(Bench(p.parse_args()).run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""`marketpipe dev`: the whole pipeline on one machine, visible.
+
+Starts (or reuses) Kafka + the registry, registers the schemas, starts the venue simulators (or uses
+real venue URLs from the environment), one producer process per venue and a faust processor worker,
+then shows the live view until Ctrl-C (or --duration). Everything it started is stopped on exit;
+infrastructure it started itself is stopped too (the downloads stay cached, so the next run is fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from marketpipe.dev.plan import PLANS, processor_component
+from marketpipe.dev.supervisor import ComponentFailed, Supervisor
+from marketpipe.dev.view import PipelineWatcher, render
+from marketpipe.infra import stack
+from marketpipe.infra.ports import free_port
+from marketpipe.topics_admin import ensure_topics
+from schemas.registry import ContractRegistry
+
+
+def _progress(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+async def _watch(watcher: PipelineWatcher, supervisor: Supervisor, args: argparse.Namespace, started: float) -> int:
+    stop = asyncio.Event()
+    follower = asyncio.create_task(watcher.follow_derived(stop))
+    tty = sys.stdout.isatty() and not args.no_view
+    deadline = None if args.duration is None else time.monotonic() + args.duration
+    last_line = 0.0
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            await asyncio.sleep(1.0)
+            failed = supervisor.failed()
+            if failed:
+                _progress(f"FAILED: {failed[0]}")
+                return 1
+            await asyncio.to_thread(watcher.sample)
+            if args.status_file:
+                tmp = Path(args.status_file + ".tmp")
+                tmp.write_text(json.dumps(watcher.state.as_json(), default=str))
+                tmp.replace(args.status_file)
+            if tty:
+                sys.stdout.write("\x1b[H\x1b[2J" + render(watcher.state, started) + "\n")
+                sys.stdout.flush()
+            elif time.monotonic() - last_line > 5:
+                last_line = time.monotonic()
+                tops = ", ".join(f"{k} {v['best_bid']}/{v['best_ask']}" for k, v in sorted(watcher.state.tops.items()))
+                _progress(f"books: {tops or 'waiting'}; lag {watcher.state.lag}")
+        return 0
+    finally:
+        stop.set()
+        await asyncio.gather(follower, return_exceptions=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    venues = [v.strip() for v in args.venues.split(",") if v.strip()]
+    unknown = [v for v in venues if v not in PLANS]
+    if unknown:
+        print(f"unknown venues {unknown}; known: {sorted(PLANS)}", file=sys.stderr)
+        return 2
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    own_infra = False
+    bootstrap = os.environ.get("MARKETPIPE_KAFKA_BOOTSTRAP")
+    registry_url = os.environ.get("MARKETPIPE_REGISTRY_URL")
+    run_dir = stack.state_dir() / "dev" / time.strftime("%Y%m%d-%H%M%S")
+    supervisor = Supervisor(run_dir / "logs", _progress)
+    rc = 1
+    try:
+        if not (bootstrap and registry_url):
+            before = stack.status()
+            own_infra = not (before and before["kafka_alive"] and before["registry_alive"])
+            state = stack.up(_progress)
+            bootstrap, registry_url = state["bootstrap"], state["registry_url"]
+        t0 = time.monotonic()
+        ensure_topics(bootstrap)
+        registry = ContractRegistry(registry_url)
+        regs = registry.register_all()
+        _progress(f"{len(regs)} schemas registered (FULL_TRANSITIVE) in {time.monotonic() - t0:.1f}s")
+        base_env = {"MARKETPIPE_KAFKA_BOOTSTRAP": bootstrap, "MARKETPIPE_REGISTRY_URL": registry_url,
+                    "MARKETPIPE_REGISTER_SCHEMAS": "false", "MARKETPIPE_CREATE_TOPICS": "false"}
+        web_port = 6066 if _port_free(6066) else free_port()
+        app_id = f"marketpipe-dev-{uuid.uuid4().hex[:6]}"
+        proc = processor_component(base_env, web_port, app_id, run_dir / "processor-data",
+                                   offset_reset="earliest" if own_infra else "latest")
+        _progress("starting the processor worker (faust)...")
+        supervisor.start(proc)
+        metrics_urls: dict[str, str] = {}
+        components: list[dict[str, object]] = [{"name": "processor", "pid": proc.pid, "port": web_port}]
+        for venue in venues:
+            plan = PLANS[venue]
+            for comp in plan.simulators(base_env):
+                _progress(f"starting {comp.name}...")
+                supervisor.start(comp)
+                components.append({"name": comp.name, "venue": venue, "pid": comp.pid, "port": comp.ready_port,
+                                   "truth_markets": plan.truth_markets or {}})
+            health = free_port()
+            producer = plan.producer(base_env, health)
+            _progress(f"starting {producer.name}...")
+            supervisor.start(producer)
+            metrics_urls[venue] = f"http://127.0.0.1:{health}/metrics"
+            components.append({"name": producer.name, "venue": venue, "pid": producer.pid, "port": health})
+        query = f"http://127.0.0.1:{web_port}"
+        urls = [f"{query}/books/<venue>/<market>?depth=10", f"{query}/books/<venue>/<market>/top",
+                f"{query}/candles/<venue>/<market>/1m", f"{query}/accounts/<venue>/<account>/balances",
+                f"{query}/metrics"]
+        _progress(f"pipeline up in {time.monotonic() - started:.1f}s; query e.g. "
+                  f"marketpipe query top drift:SOL-PERP --url {query}")
+        watcher = PipelineWatcher(bootstrap, registry, group_id=app_id, metrics_urls=metrics_urls, query_urls=urls)
+        watcher.state.components = components
+        rc = asyncio.run(_watch(watcher, supervisor, args, started))
+    except ComponentFailed as exc:
+        _progress(f"FAILED: {exc}")
+        rc = 1
+    except KeyboardInterrupt:
+        _progress("stopping (Ctrl-C)...")
+        rc = 0
+    finally:
+        supervisor.stop_all()
+        if own_infra:
+            stack.down(_progress)
+        _progress(f"stopped everything; logs in {run_dir / 'logs'}")
+    return rc
+
+
+def _port_free(port: int) -> bool:
+    from marketpipe.infra.ports import port_free
+
+    return port_free(port)

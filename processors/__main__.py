@@ -1,0 +1,5 @@
+import sys
+
+from processors.worker import main
+
+sys.exit(main())

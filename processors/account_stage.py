@@ -1,0 +1,34 @@
+"""AccountStage: balances, open orders, fills and positions per (venue, account) from marketpipe.account.v1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.types import EventT, TableT
+
+from processors import metrics
+from processors.account import AccountState
+from processors.metrics import LatencyWindow
+from processors.stage import Stage
+from processors.wire import ContractWire
+
+
+class AccountStage(Stage[AccountState]):
+    stream = "account"
+
+    def __init__(self, table: TableT, wire: ContractWire, latency: LatencyWindow, *, fills_window: int) -> None:
+        super().__init__(table, wire, latency)
+        self.fills_window = fills_window
+
+    def from_state(self, state: dict[str, Any]) -> AccountState:
+        return AccountState.from_state(state, fills_window=self.fills_window)
+
+    def to_state(self, obj: AccountState) -> dict[str, Any]:
+        return obj.to_state()
+
+    def fold(self, key: bytes, acct: AccountState | None, record: dict[str, Any], event: EventT) -> AccountState:
+        self.check_key(key, record["venue"], record["account"])
+        if acct is None:
+            acct = self.cache[key] = AccountState(record["venue"], record["account"], fills_window=self.fills_window)
+        metrics.ACCOUNT_OUTCOMES.labels(acct.apply(record)).inc()
+        return acct

@@ -1,0 +1,45 @@
+"""Prometheus metrics of the processors (served on the faust web server at /metrics)."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter("marketpipe_processor_events_total", "Source events folded into state", ["stream"])
+MALFORMED = Counter("marketpipe_processor_malformed_total", "Source events skipped as malformed", ["stream"])
+REPLAYED = Counter("marketpipe_processor_replayed_total", "Source events skipped: offset already in state",
+                   ["stream"])
+BOOK_OUTCOMES = Counter("marketpipe_processor_book_updates_total", "Book updates by outcome", ["outcome"])
+BOOKS_OUT_OF_SYNC = Gauge("marketpipe_processor_books_out_of_sync", "Books owned here waiting for a snapshot")
+BOOKS_CROSSED = Gauge("marketpipe_processor_books_crossed", "Books owned here that are crossed")
+CROSSED_DETECTED = Counter("marketpipe_processor_crossed_detected_total", "Updates that left a book crossed")
+BOOK_TOPS = Counter("marketpipe_processor_book_tops_published_total", "BookTop events published")
+CANDLES = Counter("marketpipe_processor_candles_published_total", "FinishedCandle events published",
+                  ["interval", "kind"])
+LATE_TRADES = Counter("marketpipe_processor_late_trades_dropped_total", "Trades too late for a final candle",
+                      ["interval"])
+DUPLICATES = Counter("marketpipe_processor_duplicates_total", "Events dropped as duplicates", ["stream"])
+ACCOUNT_OUTCOMES = Counter("marketpipe_processor_account_updates_total", "Account events by outcome", ["outcome"])
+LAG = Gauge("marketpipe_processor_consumer_lag", "Messages behind the partition's high watermark",
+            ["topic", "partition"])
+QUERYABLE_LATENCY = Histogram(
+    "marketpipe_processor_event_to_queryable_seconds", "receive_ts of an event -> its state queryable here",
+    ["stream"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+
+class LatencyWindow:
+    """The last N event -> queryable latencies (seconds) for exact percentiles on /stats."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self.samples: deque[float] = deque(maxlen=size)
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(seconds)
+
+    def percentiles(self) -> dict[str, float | int]:
+        data = sorted(self.samples)
+        if not data:
+            return {"count": 0}
+        pick = lambda q: data[min(len(data) - 1, int(q * len(data)))]  # noqa: E731
+        return {"count": len(data), "p50_ms": pick(0.5) * 1e3, "p99_ms": pick(0.99) * 1e3, "max_ms": data[-1] * 1e3}

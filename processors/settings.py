@@ -1,0 +1,63 @@
+"""ProcessorSettings: everything the faust workers read from the environment (MARKETPIPE_*)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import field_validator
+
+from marketpipe.settings import EnvList, KafkaClientSettings
+from processors.candles import interval_us
+
+
+class ProcessorSettings(KafkaClientSettings):
+    processor_app_id: str = "marketpipe-processors"  # faust app id = consumer group = changelog prefix
+    processor_store_url: str = "rocksdb://"  # memory:// for tests; rocksdb:// (rocksdict) in production
+    processor_data_dir: str = "/var/lib/marketpipe/processors"  # RocksDB files (faust datadir)
+    processor_web_host: str = "127.0.0.1"  # host other workers use to reach this one (pod IP in k8s)
+    processor_web_bind: str = "0.0.0.0"
+    processor_web_port: int = 6066
+    # Default at_least_once: every table update is idempotent (source offsets already folded in are
+    # skipped, derived events carry deterministic event_ids) so replays after a crash change nothing, and
+    # it avoids one transactional producer per partition plus commit-interval latency on derived topics.
+    # exactly_once is supported (Kafka >= 0.11 with the transaction log) for consumers that need it.
+    processor_processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    processor_topic_partitions: int = 6  # must equal the source topics' partition count (co-partitioning)
+    processor_topic_replication: int = 1
+    processor_standby_replicas: int = 1
+    processor_offset_reset: Literal["earliest", "latest"] = "earliest"  # a new app id builds state from history
+    processor_commit_interval_s: float = 2.0
+    processor_session_timeout_s: float = 30.0  # a dead worker's partitions move after this long
+    processor_heartbeat_interval_s: float = 3.0
+    # static group membership (e.g. the StatefulSet pod name): a restarted worker gets its partitions back
+    # at once, without a rebalance, if it returns within the session timeout
+    processor_group_instance_id: str | None = None
+    processor_batch_max: int = 2000  # events taken from a stream at once
+    processor_batch_within_s: float = 0.002  # longest wait for a batch to fill (adds to event -> queryable)
+    processor_producer_linger_ms: int = 5  # batches changelog and derived-topic writes into fewer requests
+    # isolated runs only (benchmarks): prefix for every input/output topic name; schemas stay the same
+    processor_topic_prefix: str = ""
+    processor_book_depth: int = 10  # levels per side in BookTop events
+    processor_book_top_min_interval_ms: int = 100  # rate limit per market; the last state is always published
+    # comma-separated in the environment: MARKETPIPE_PROCESSOR_CANDLE_INTERVALS=1s,1m,5m,1h
+    processor_candle_intervals: EnvList = ["1s", "1m", "5m", "1h"]
+    processor_candle_grace_ms: int = 5_000
+    processor_candle_close_delay_ms: int = 250
+    processor_candle_history: int = 500  # published candles kept per market and interval for queries
+    processor_timer_interval_s: float = 0.25
+    processor_dedup_window: int = 256
+    processor_fills_window: int = 500
+    processor_max_query_depth: int = 5_000
+
+    @field_validator("processor_candle_intervals")
+    @classmethod
+    def _check_intervals(cls, v: list[str]) -> list[str]:
+        for name in v:
+            interval_us(name)
+        if len(set(v)) != len(v) or not v:
+            raise ValueError(f"candle intervals must be distinct and non-empty: {v}")
+        return v
+
+    @property
+    def canonical_url(self) -> str:
+        return f"http://{self.processor_web_host}:{self.processor_web_port}"

@@ -1,0 +1,119 @@
+"""Private channels (credentials set): balances, orders, fills and positions as AccountEvents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from producers.ccxt import mapping
+from producers.ccxt.host import Body, ChannelHost
+from producers.ccxt.symbols import normalize_market
+from producers.core.backoff import Backoff
+from producers.core.numbers import now_micros, stable_id
+
+
+class AccountChannels(ChannelHost):
+    def _account_market(self, symbol: Any) -> tuple[str, str]:
+        market = self.exchange.markets.get(symbol) if symbol else None
+        if market is None:
+            return "*", str(symbol or "*")
+        return normalize_market(market), str(market["id"])
+
+    def _balance_body(self) -> Body:
+        async def body(backoff: Backoff) -> None:
+            last: dict[str, tuple[Any, Any, Any]] = {}
+            while True:
+                b = await self.exchange.watch_balance()
+                self._got_data("balance", "balance", backoff)
+                receive_ts = now_micros()
+                exchange_ts = mapping.ms_to_micros(b.get("timestamp"), receive_ts)
+                totals, free, used = b.get("total") or {}, b.get("free") or {}, b.get("used") or {}
+                for asset, total in totals.items():
+                    state = (total, free.get(asset), used.get(asset))
+                    if last.get(asset) == state:
+                        continue
+                    try:
+                        payload = mapping.balance_payload(asset, *state)
+                        await self._emitter().account(self.settings.account(), kind="BALANCE", market="*",
+                                                      venue_symbol=asset, exchange_ts=exchange_ts,
+                                                      receive_ts=receive_ts, payload=payload, channel="balance")
+                        last[asset] = state
+                    except (ValueError, TypeError, KeyError) as exc:
+                        self._malformed("balance", {asset: state}, exc)
+
+        return body
+
+    def _orders_body(self) -> Body:
+        async def body(backoff: Backoff) -> None:
+            last: dict[str, dict[str, Any]] = {}
+            while True:
+                orders = await self.exchange.watch_orders()
+                self._got_data("orders", "orders", backoff)
+                receive_ts = now_micros()
+                for o in orders:
+                    try:
+                        payload = mapping.order_payload(o)
+                        if last.get(payload["order_id"]) == payload:
+                            continue
+                        market, venue_symbol = self._account_market(o.get("symbol"))
+                        account = self.settings.account()
+                        event_id = stable_id(self.venue, account, "order", payload["order_id"], payload["status"],
+                                             payload["filled_size"])
+                        await self._emitter().account(
+                            account, kind="ORDER", market=market, venue_symbol=venue_symbol,
+                            exchange_ts=mapping.ms_to_micros(o.get("lastUpdateTimestamp") or o.get("timestamp"),
+                                                             receive_ts),
+                            receive_ts=receive_ts, payload=payload, event_id=event_id, channel="orders")
+                        last[payload["order_id"]] = payload
+                    except (ValueError, TypeError, KeyError) as exc:
+                        self._malformed("orders", o.get("info", o), exc)
+
+        return body
+
+    def _fills_body(self) -> Body:
+        async def body(backoff: Backoff) -> None:
+            seen: set[str] = set()
+            while True:
+                fills = await self.exchange.watch_my_trades()
+                self._got_data("fills", "fills", backoff)
+                receive_ts = now_micros()
+                for t in fills:
+                    try:
+                        payload = mapping.fill_payload(t)
+                        if payload["fill_id"] in seen:
+                            continue
+                        market, venue_symbol = self._account_market(t.get("symbol"))
+                        account = self.settings.account()
+                        await self._emitter().account(
+                            account, kind="FILL", market=market, venue_symbol=venue_symbol,
+                            exchange_ts=mapping.ms_to_micros(t.get("timestamp"), receive_ts), receive_ts=receive_ts,
+                            payload=payload, event_id=stable_id(self.venue, account, "fill", payload["fill_id"]),
+                            channel="fills")
+                        seen.add(payload["fill_id"])
+                    except (ValueError, TypeError, KeyError) as exc:
+                        self._malformed("fills", t.get("info", t), exc)
+
+        return body
+
+    def _positions_body(self) -> Body:
+        async def body(backoff: Backoff) -> None:
+            last: dict[str, dict[str, Any]] = {}
+            while True:
+                positions = await self.exchange.watch_positions()
+                self._got_data("positions", "positions", backoff)
+                receive_ts = now_micros()
+                for p in positions:
+                    try:
+                        payload = mapping.position_payload(p)
+                        market, venue_symbol = self._account_market(p.get("symbol"))
+                        if last.get(market) == payload:
+                            continue
+                        await self._emitter().account(
+                            self.settings.account(), kind="POSITION", market=market, venue_symbol=venue_symbol,
+                            exchange_ts=mapping.ms_to_micros(p.get("timestamp"), receive_ts), receive_ts=receive_ts,
+                            payload=payload, channel="positions")
+                        last[market] = payload
+                    except (ValueError, TypeError, KeyError) as exc:
+                        self._malformed("positions", p.get("info", p), exc)
+
+        return body
+

@@ -1,0 +1,74 @@
+"""CcxtSettings: which exchange, markets, channels, credentials and URL overrides (env prefix MARKETPIPE_).
+
+Examples (environment, as the Helm chart sets them)::
+
+    MARKETPIPE_EXCHANGE=binance
+    MARKETPIPE_MARKETS=BTC/USDT,ETH/USDT          # ccxt symbols, or normalized ids (BTC-USDT)
+    MARKETPIPE_CHANNELS=book,trades,ticker,ohlcv
+    MARKETPIPE_BOOK_DEPTH=1000
+    MARKETPIPE_OHLCV_INTERVALS=1m,5m
+    MARKETPIPE_API_KEY=... MARKETPIPE_API_SECRET=... MARKETPIPE_API_PASSWORD=...   # private channels
+    MARKETPIPE_PRIVATE_CHANNELS=balance,orders,fills,positions
+    MARKETPIPE_REST_BASE_OVERRIDE=http://127.0.0.1:18765        # every https REST URL -> this host, same path
+    MARKETPIPE_URL_OVERRIDES='{"api.ws.spot": "ws://127.0.0.1:18765/ws"}'   # dotted path in exchange.urls
+    MARKETPIPE_CCXT_OPTIONS='{"fetchMarkets": {"types": ["spot"]}}'        # deep-merged into exchange.options
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import SecretStr, field_validator
+
+from marketpipe.settings import EnvList
+from producers.core.settings import FeedSettings
+
+PUBLIC_CHANNELS = ("book", "trades", "ticker", "ohlcv")
+PRIVATE_CHANNELS = ("balance", "orders", "fills", "positions")
+
+
+class CcxtSettings(FeedSettings):
+    exchange: str = "binance"  # a ccxt.pro exchange id
+    venue: str | None = None  # venue id in events and keys; default: the exchange id
+    channels: EnvList = list(PUBLIC_CHANNELS)
+    book_depth: int | None = None  # limit passed to watch_order_book (None: the exchange default)
+    ohlcv_intervals: EnvList = ["1m"]
+    api_password: SecretStr | None = None  # passphrase (OKX, KuCoin...)
+    private_channels: EnvList = []  # empty + credentials -> balance, orders, fills
+    account_label: str = "default"  # account id in AccountEvents when account_id is not set
+    rest_base_override: str | None = None
+    url_overrides: dict[str, str] = {}
+    ccxt_options: dict[str, Any] = {}
+    ccxt_config: dict[str, Any] = {}  # extra constructor config (timeout, enableRateLimit...)
+    verify_checksums: bool = True  # venue checksums ccxt skips (OKX), see producers/ccxt/checksums.py
+    trade_dedup_window: int = 10_000  # recent trade ids remembered per market
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, v: list[str]) -> list[str]:
+        unknown = set(v) - set(PUBLIC_CHANNELS)
+        if unknown:
+            raise ValueError(f"unknown channels {sorted(unknown)}; known: {', '.join(PUBLIC_CHANNELS)}")
+        return v
+
+    @field_validator("private_channels")
+    @classmethod
+    def _known_private(cls, v: list[str]) -> list[str]:
+        unknown = set(v) - set(PRIVATE_CHANNELS)
+        if unknown:
+            raise ValueError(f"unknown private channels {sorted(unknown)}; known: {', '.join(PRIVATE_CHANNELS)}")
+        return v
+
+    def venue_id(self) -> str:
+        return (self.venue or self.exchange).lower()
+
+    def has_credentials(self) -> bool:
+        return self.api_key is not None and self.api_secret is not None
+
+    def effective_private_channels(self) -> list[str]:
+        if not self.has_credentials():
+            return []
+        return self.private_channels or ["balance", "orders", "fills"]
+
+    def account(self) -> str:
+        return self.account_id or self.account_label

@@ -1,0 +1,226 @@
+"""Econia DSS rows -> marketpipe records (Trade, AccountEvent ORDER/FILL). Pure logic, no I/O.
+
+- ``fill_event``: each fill is emitted twice (maker handle, taker handle). Only the copy with
+  ``emit_address == maker_address`` is used (as DSS's ``fill_events_deduped`` view does); a self-trade
+  passes that filter twice, so fills are also deduplicated by ``(txn_version, taker_order_id,
+  sequence_number_for_trade)``. One maker copy yields the public Trade plus a FILL for the maker account
+  and one for the taker account.
+- ``true`` = ASK: the maker's side is ``maker_side``; the taker's is the other one.
+- order events -> ORDER AccountEvents; the state of each order (price, side, filled) is remembered so
+  later size changes and cancels carry it.
+- accounts are ``<user address>`` or ``<user address>:<custodian id>`` when a custodian is set.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from producers.econia.units import MarketParams
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ASK = True
+Emission = tuple[str, dict[str, Any]]  # ("trade" | "account", keyword arguments for EventEmitter)
+
+
+class UnknownOrder(LookupError):
+    def __init__(self, market_id: int, order_id: int) -> None:
+        super().__init__(f"unknown Econia order {order_id} on market {market_id}")
+        self.market_id = market_id
+        self.order_id = order_id
+
+
+class UnknownMarket(LookupError):
+    def __init__(self, market_id: int) -> None:
+        super().__init__(f"unknown Econia market {market_id}")
+        self.market_id = market_id
+
+
+def iso_micros(text: Any) -> int:
+    """DSS ISO-8601 time with offset -> µs since the epoch (integer math, no float)."""
+    if not isinstance(text, str):
+        raise ValueError(f"time {text!r} is not ISO-8601 text")
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return (dt - EPOCH) // timedelta(microseconds=1)
+
+
+def account_of(user: Any, custodian_id: Any) -> str:
+    if not isinstance(user, str) or not user.startswith("0x"):
+        raise ValueError(f"not an account address: {user!r}")
+    custodian = _int(custodian_id)
+    return user if custodian == 0 else f"{user}:{custodian}"
+
+
+def order_side(side: Any) -> str:
+    if not isinstance(side, bool):
+        raise ValueError(f"side {side!r} is not a boolean (true = ASK)")
+    return "SELL" if side is ASK else "BUY"
+
+
+def _int(v: Any) -> int:
+    if type(v) is int:
+        return v
+    raise ValueError(f"expected a JSON integer, got {v!r}")
+
+
+@dataclass
+class OrderState:
+    side: str
+    price: str | None
+    initial: int  # lots
+    filled: int  # lots
+    remaining: int  # lots
+
+
+class EconiaNormalizer:
+    def __init__(self, markets: dict[int, MarketParams], *, order_memory: int = 200_000,
+                 fill_memory: int = 200_000) -> None:
+        self.markets = markets
+        self.orders: OrderedDict[tuple[int, int], OrderState] = OrderedDict()
+        self._fills: OrderedDict[str, None] = OrderedDict()
+        self._order_memory = order_memory
+        self._fill_memory = fill_memory
+        self.duplicate_fills = 0  # taker copies + self-trade repeats dropped
+        self.inexact_prices = 0
+
+    def market(self, market_id: Any) -> MarketParams:
+        mid = _int(market_id)
+        params = self.markets.get(mid)
+        if params is None:
+            raise UnknownMarket(mid)
+        return params
+
+    def _price(self, m: MarketParams, ticks: Any) -> str:
+        text, exact = m.price_text(_int(ticks))
+        if not exact:
+            self.inexact_prices += 1
+        return text
+
+    def _remember(self, key: tuple[int, int], state: OrderState) -> None:
+        self.orders[key] = state
+        self.orders.move_to_end(key)
+        if len(self.orders) > self._order_memory:
+            self.orders.popitem(last=False)
+
+    # -- per channel ---------------------------------------------------------------------------------
+    def fill(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
+        m = self.market(row["market_id"])
+        maker, taker = row["maker_address"], row["taker_address"]
+        if row["emit_address"] != maker:
+            self.duplicate_fills += 1
+            return []
+        txn, taker_oid, seq = _int(row["txn_version"]), _int(row["taker_order_id"]), _int(row["sequence_number_for_trade"])
+        maker_oid = _int(row["maker_order_id"])
+        trade_id = f"{txn}:{taker_oid}:{seq}"
+        if trade_id in self._fills:
+            self.duplicate_fills += 1
+            return []
+        maker_side = order_side(row["maker_side"])
+        taker_side = "BUY" if maker_side == "SELL" else "SELL"
+        lots = _int(row["size"])
+        price, size = self._price(m, row["price"]), m.size_text(lots)
+        fee = m.quote_text(_int(row["taker_quote_fees_paid"]))
+        ts = iso_micros(row["time"])
+        maker_acct = account_of(maker, row["maker_custodian_id"])
+        taker_acct = account_of(taker, row["taker_custodian_id"])
+        common = {"market": m.market, "venue_symbol": m.venue_symbol, "exchange_ts": ts, "receive_ts": receive_ts}
+        out: list[Emission] = [("trade", {**common, "trade_id": trade_id, "price": price, "size": size,
+                                          "side": taker_side, "channel": "fill_event"})]
+        for acct, oid, side, is_maker, fee_text in ((maker_acct, maker_oid, maker_side, True, None),
+                                                    (taker_acct, taker_oid, taker_side, False, fee)):
+            out.append(("account", {**common, "account": acct, "kind": "FILL", "channel": "fill_event",
+                                    "event_id": f"econia:{acct}:fill:{trade_id}:{'maker' if is_maker else 'taker'}",
+                                    "payload": {"fill_id": trade_id, "order_id": str(oid), "side": side,
+                                                "price": price, "size": size, "fee": fee_text,
+                                                "fee_asset": m.quote_symbol if fee_text is not None else None,
+                                                "is_maker": is_maker}}))
+        state = self.orders.get((m.market_id, maker_oid))
+        if state is not None:
+            state.filled += lots
+            state.remaining = max(state.remaining - lots, 0)
+        self._fills[trade_id] = None
+        if len(self._fills) > self._fill_memory:
+            self._fills.popitem(last=False)
+        return out
+
+    def place_limit_order(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
+        m = self.market(row["market_id"])
+        oid = _int(row["order_id"])
+        initial, remaining = _int(row["initial_size"]), _int(row["size"])
+        state = OrderState(order_side(row["side"]), self._price(m, row["price"]), initial, initial - remaining,
+                           remaining)
+        self._remember((m.market_id, oid), state)
+        status = "NEW" if state.filled == 0 else ("PARTIALLY_FILLED" if remaining else "FILLED")
+        return [self._order(m, row, oid, state, status, "placed", "place_limit_order_event", receive_ts)]
+
+    def change_order_size(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
+        m = self.market(row["market_id"])
+        oid = _int(row["order_id"])
+        state = self._known(m, oid)
+        new_size = _int(row["new_size"])
+        state.remaining = new_size
+        state.initial = state.filled + new_size
+        self._remember((m.market_id, oid), state)
+        status = "PARTIALLY_FILLED" if state.filled else "NEW"
+        return [self._order(m, row, oid, state, status, "size_changed", "change_order_size_event", receive_ts)]
+
+    def cancel_order(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
+        m = self.market(row["market_id"])
+        oid = _int(row["order_id"])
+        state = self._known(m, oid)
+        del self.orders[(m.market_id, oid)]
+        state.remaining = 0
+        return [self._order(m, row, oid, state, "CANCELLED", f"cancelled:{row.get('reason')}", "cancel_order_event",
+                            receive_ts)]
+
+    def _known(self, m: MarketParams, oid: int) -> OrderState:
+        state = self.orders.get((m.market_id, oid))
+        if state is None:
+            raise UnknownOrder(m.market_id, oid)
+        return state
+
+    def seed_order(self, row: dict[str, Any]) -> None:
+        """Remember an order placed before we started, from its PostgREST ``/limit_orders`` row."""
+        m = self.market(row["market_id"])
+        filled, remaining = _int(row["total_filled"]), _int(row["remaining_size"])
+        side = {"ask": "SELL", "sell": "SELL", "bid": "BUY", "buy": "BUY"}[row["direction"]]
+        self._remember((m.market_id, _int(row["order_id"])),
+                       OrderState(side, self._price(m, row["price"]), filled + remaining, filled, remaining))
+
+    def updated_limit_order(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
+        """``aggregator.user_history`` row (no txn key): the order's whole state after an update."""
+        m = self.market(row["market_id"])
+        oid = _int(row["order_id"])
+        filled, remaining = _int(row["total_filled"]), _int(row["remaining_size"])
+        direction = row["direction"]
+        side = {"ask": "SELL", "sell": "SELL", "bid": "BUY", "buy": "BUY"}[direction]
+        status = {"open": "PARTIALLY_FILLED" if filled else "NEW", "closed": "FILLED",
+                  "cancelled": "CANCELLED"}.get(row["order_status"], "UNKNOWN")
+        acct = account_of(row["user"], row["custodian_id"])
+        avg = row.get("average_execution_price")
+        ts = iso_micros(row["last_updated_at"])
+        payload = {"order_id": str(oid), "client_order_id": None, "side": side, "order_type": row["order_type"],
+                   "status": status, "price": self._price(m, row["price"]), "size": m.size_text(filled + remaining),
+                   "filled_size": m.size_text(filled), "remaining_size": m.size_text(remaining),
+                   "average_price": None if avg is None else self._price(m, avg), "venue_status": row["order_status"]}
+        return [("account", {"account": acct, "kind": "ORDER", "market": m.market, "venue_symbol": m.venue_symbol,
+                             "exchange_ts": ts, "receive_ts": receive_ts, "channel": "updated_limit_order",
+                             "event_id": f"econia:{acct}:order:{oid}:{ts}:{filled}:{remaining}",
+                             "payload": payload})]
+
+    def _order(self, m: MarketParams, row: dict[str, Any], oid: int, state: OrderState, status: str,
+               venue_status: str, channel: str, receive_ts: int) -> Emission:
+        acct = account_of(row["user"], row["custodian_id"])
+        payload = {"order_id": str(oid), "client_order_id": None, "side": state.side, "order_type": "limit",
+                   "status": status, "price": state.price, "size": m.size_text(state.initial),
+                   "filled_size": m.size_text(state.filled), "remaining_size": m.size_text(state.remaining),
+                   "average_price": None, "venue_status": venue_status}
+        return ("account", {"account": acct, "kind": "ORDER", "market": m.market, "venue_symbol": m.venue_symbol,
+                            "exchange_ts": iso_micros(row["time"]), "receive_ts": receive_ts,
+                            "channel": channel,
+                            "event_id": f"econia:{acct}:order:{_int(row['txn_version'])}:{_int(row['event_idx'])}",
+                            "payload": payload})

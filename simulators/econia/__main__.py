@@ -1,0 +1,42 @@
+"""``python -m simulators.econia``: a DSS look-alike with random market activity, bounded by ``--max-seconds``.
+
+Prints the WebSocket base, the REST URL and a ready-made token (dev secret) as one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+from simulators.econia.server import DEV_SECRET, EconiaSimulator, mint_token
+
+
+async def _run(args: argparse.Namespace) -> int:
+    sim = EconiaSimulator(port=args.port, activity_interval=args.interval, ping_interval=args.ping_interval)
+    await sim.start()
+    token = mint_token(DEV_SECRET, ["fill_event", "place_limit_order_event", "change_order_size_event",
+                                    "cancel_order_event", "market_registration_event"], ttl=args.max_seconds)
+    print(json.dumps({"ws": sim.ws_base, "rest": sim.rest_url, "token": token}), flush=True)
+    deadline = time.monotonic() + args.max_seconds
+    try:
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+    finally:
+        await sim.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulators.econia")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--interval", type=float, default=0.2, help="seconds between random transactions")
+    p.add_argument("--ping-interval", type=float, default=30.0)
+    p.add_argument("--max-seconds", type=float, default=600.0)
+    return asyncio.run(_run(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""EconiaExchange: a toy Econia market that writes the DSS event tables and notifies like ``pg_notify``.
+
+Each transaction gets a ``txn_version``; its events get ``event_idx`` 0, 1, ... Fills are written TWICE
+(maker handle, then taker handle) exactly as the Move module emits them. Order ids are u128 (38-39 digits).
+``true`` = ASK. Prices are ticks per lot, sizes are lots.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from simulators.econia.markets import EconiaMarket
+
+ASK, BID = True, False
+Row = dict[str, Any]
+Notify = Callable[[str, Row], None]
+
+TABLE_OF_CHANNEL = {
+    "market_registration_event": "market_registration_events",
+    "place_limit_order_event": "place_limit_order_events",
+    "fill_event": "fill_events",
+    "change_order_size_event": "change_order_size_events",
+    "cancel_order_event": "cancel_order_events",
+}
+
+
+@dataclass
+class RestingOrder:
+    market: EconiaMarket
+    order_id: int
+    user: str
+    custodian_id: int
+    side: bool
+    price: int
+    initial_size: int
+    size: int
+    filled: int = 0
+    created_at: str = ""
+
+
+@dataclass
+class FillTruth:
+    """One matched fill (not one emitted event): the trade the tape should show once."""
+
+    market: EconiaMarket
+    txn_version: int
+    maker_order_id: int
+    taker_order_id: int
+    sequence_number_for_trade: int
+    maker_address: str
+    taker_address: str
+    maker_custodian_id: int
+    taker_custodian_id: int
+    maker_side: bool
+    price: int  # ticks per lot
+    size: int  # lots
+    taker_quote_fees_paid: int
+
+
+@dataclass
+class EconiaExchange:
+    markets: tuple[EconiaMarket, ...]
+    notify: Notify
+    seed: int = 11
+    users: tuple[str, ...] = ()
+    rng: random.Random = field(init=False)
+    txn_version: int = 100_000_000
+    tables: dict[str, list[Row]] = field(default_factory=dict)
+    limit_orders: dict[tuple[int, int], Row] = field(default_factory=dict)
+    resting: dict[int, list[RestingOrder]] = field(default_factory=dict)
+    fills: list[FillTruth] = field(default_factory=list)
+    orders: dict[tuple[int, int], RestingOrder] = field(default_factory=dict)
+    _order_counter: int = 1 << 60
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        if not self.users:
+            self.users = tuple("0x" + f"{self.rng.getrandbits(256):064x}" for _ in range(4))
+        for table in TABLE_OF_CHANNEL.values():
+            self.tables.setdefault(table, [])
+        for m in self.markets:
+            self.resting[m.market_id] = []
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @staticmethod
+    def now_iso() -> str:
+        return datetime.now(UTC).isoformat(timespec="microseconds")
+
+    def _txn(self) -> int:
+        self.txn_version += self.rng.randint(1, 5)
+        return self.txn_version
+
+    def _emit(self, channel: str, row: Row) -> None:
+        self.tables[TABLE_OF_CHANNEL[channel]].append(row)
+        self.notify(channel, row)
+
+    def _emit_user_history(self, order: RestingOrder, status: str) -> None:
+        row = {
+            "market_id": order.market.market_id, "order_id": order.order_id, "created_at": order.created_at,
+            "last_updated_at": self.now_iso(), "integrator": "0x" + "e" * 64, "total_filled": order.filled,
+            "remaining_size": order.size, "order_status": status, "order_type": "limit", "user": order.user,
+            "direction": "ask" if order.side else "bid", "price": order.price,
+            "average_execution_price": order.price if order.filled else None,
+            "custodian_id": order.custodian_id, "self_match_behavior": 0, "restriction": 0,
+            "last_increase_stamp": order.order_id >> 64, "min_base": None, "max_base": None,
+            "min_quote": None, "max_quote": None,
+        }
+        self.limit_orders[(order.market.market_id, order.order_id)] = row
+        self.notify("updated_limit_order", row)
+
+    def _new_order_id(self, price: int) -> int:
+        self._order_counter += self.rng.randint(1, 1000)
+        return (self._order_counter << 64) | (price << 32) | self.rng.getrandbits(32)
+
+    # -- actions -----------------------------------------------------------------------------
+    def register_market(self, market: EconiaMarket) -> Row:
+        txn = self._txn()
+        row = market.registration_row(txn, 0, self.now_iso())
+        self.resting.setdefault(market.market_id, [])
+        if market not in self.markets:
+            self.markets = (*self.markets, market)
+        self._emit("market_registration_event", row)
+        return row
+
+    def place_limit_order(self, market: EconiaMarket, *, user: str | None = None, custodian_id: int = 0,
+                          side: bool | None = None, price: int | None = None, size: int | None = None) -> RestingOrder:
+        txn = self._txn()
+        side = self.rng.choice((ASK, BID)) if side is None else side
+        price = price if price is not None else (1000 + self.rng.randint(1, 50) if side else 1000 - self.rng.randint(0, 50))
+        size = size if size is not None else self.rng.randint(market.min_size, 500)
+        user = user or self.rng.choice(self.users)
+        order = RestingOrder(market, self._new_order_id(price), user, custodian_id, side, price, size, size,
+                             created_at=self.now_iso())
+        self.resting[market.market_id].append(order)
+        self.orders[(market.market_id, order.order_id)] = order
+        self._emit("place_limit_order_event", {
+            "txn_version": txn, "event_idx": 0, "time": order.created_at, "market_id": market.market_id,
+            "user": user, "custodian_id": custodian_id, "order_id": order.order_id, "side": side,
+            "integrator": "0x" + "e" * 64, "initial_size": size, "price": price, "restriction": 0,
+            "self_match_behavior": 0, "size": size,
+        })
+        self._emit_user_history(order, "open")
+        return order
+
+    def take(self, market: EconiaMarket, *, taker: str | None = None, taker_custodian_id: int = 0,
+             fills: int = 2, self_trade: bool = False) -> list[FillTruth]:
+        """A taker market order that fills against up to ``fills`` resting orders in one transaction."""
+        book = [o for o in self.resting[market.market_id] if o.size > 0]
+        if not book:
+            self.place_limit_order(market)
+            book = [o for o in self.resting[market.market_id] if o.size > 0]
+        makers = self.rng.sample(book, min(fills, len(book)))
+        taker = makers[0].user if self_trade else (taker or self.rng.choice(self.users))
+        taker_order_id = self._new_order_id(0)
+        txn = self._txn()
+        idx = 0
+        out: list[FillTruth] = []
+        for seq, maker in enumerate(makers):
+            size = self.rng.randint(1, maker.size)
+            fee = size * maker.price * market.tick_size * 5 // 10_000
+            fill = FillTruth(market, txn, maker.order_id, taker_order_id, seq, maker.user, taker, maker.custodian_id,
+                             taker_custodian_id, maker.side, maker.price, size, fee)
+            ts = self.now_iso()
+            for emit in (maker.user, taker):  # the Move module emits to both handles
+                self._emit("fill_event", {
+                    "txn_version": txn, "event_idx": idx, "emit_address": emit, "time": ts,
+                    "maker_address": maker.user, "maker_custodian_id": maker.custodian_id,
+                    "maker_order_id": maker.order_id, "maker_side": maker.side, "market_id": market.market_id,
+                    "price": maker.price, "sequence_number_for_trade": seq, "size": size, "taker_address": taker,
+                    "taker_custodian_id": taker_custodian_id, "taker_order_id": taker_order_id,
+                    "taker_quote_fees_paid": fee,
+                })
+                idx += 1
+            maker.size -= size
+            maker.filled += size
+            self._emit_user_history(maker, "open" if maker.size else "closed")
+            self.fills.append(fill)
+            out.append(fill)
+        return out
+
+    def change_size(self, market: EconiaMarket) -> RestingOrder | None:
+        live = [o for o in self.resting[market.market_id] if o.size > 0]
+        if not live:
+            return None
+        order = self.rng.choice(live)
+        order.size = self.rng.randint(market.min_size, 600)
+        self._emit("change_order_size_event", {
+            "txn_version": self._txn(), "event_idx": 0, "market_id": market.market_id, "time": self.now_iso(),
+            "order_id": order.order_id, "user": order.user, "custodian_id": order.custodian_id, "side": order.side,
+            "new_size": order.size,
+        })
+        self._emit_user_history(order, "open")
+        return order
+
+    def cancel(self, market: EconiaMarket) -> RestingOrder | None:
+        live = [o for o in self.resting[market.market_id] if o.size > 0]
+        if not live:
+            return None
+        order = self.rng.choice(live)
+        order.size = 0
+        self._emit("cancel_order_event", {
+            "txn_version": self._txn(), "event_idx": 0, "time": self.now_iso(), "market_id": market.market_id,
+            "user": order.user, "custodian_id": order.custodian_id, "order_id": order.order_id, "reason": 3,
+        })
+        self._emit_user_history(order, "cancelled")
+        return order
+
+    def random_activity(self) -> None:
+        market = self.rng.choice(self.markets)
+        r = self.rng.random()
+        if r < 0.4:
+            self.place_limit_order(market)
+        elif r < 0.75:
+            self.take(market, fills=self.rng.randint(1, 3), self_trade=self.rng.random() < 0.1)
+        elif r < 0.9:
+            self.change_size(market)
+        else:
+            self.cancel(market)
+
+    # -- truth helpers -----------------------------------------------------------------------
+    def events_since(self, txn_version: int) -> list[tuple[str, Row]]:
+        """Every event with txn_version > the given one, in (txn_version, event_idx) order."""
+        rows = [(ch, r) for ch, t in TABLE_OF_CHANNEL.items() for r in self.tables[t] if r["txn_version"] > txn_version]
+        return sorted(rows, key=lambda cr: (cr[1]["txn_version"], cr[1]["event_idx"]))

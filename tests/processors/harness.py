@@ -1,0 +1,250 @@
+"""Test harness for the processors: real worker subprocesses, real Kafka, registry-framed events.
+
+Nothing here imports processor internals: tests meet the workers on the wire (Kafka topics, HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from marketpipe.infra.ports import free_port
+from schemas.registry import ContractRegistry
+from schemas.topics import ACCOUNT, BOOK, TRADES, TopicSpec, account_key, market_key
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Worker:
+    """One `python -m processors` subprocess with its own web port; stops by itself at the end of a test."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **env, "MARKETPIPE_PROCESSOR_WEB_PORT": str(self.port)}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen([sys.executable, "-m", "processors"], env=self.env, cwd=REPO,
+                                     stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    async def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Ready = assigned, recovered, and the stream fetcher has run (ticks consumed), so a consumer
+        starting at 'latest' has fixed its positions before the test produces."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                assert self.proc is not None and self.proc.poll() is None, f"worker died: see {self.log_path}"
+                try:
+                    async with http.get(f"{self.url}/processor/ready") as r:
+                        ready = await r.json()
+                    if r.status == 200:
+                        async with http.get(f"{self.url}/processor/stats") as r:
+                            stats = await r.json()
+                        if stats["ticks_seen"] > 0:
+                            return ready
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise TimeoutError(f"worker on {self.url} not ready after {timeout}s; log {self.log_path}")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def worker_env(bootstrap: str, registry_url: str, app_id: str, data_dir: Path, **overrides: str) -> dict[str, str]:
+    env = {
+        "MARKETPIPE_KAFKA_BOOTSTRAP": bootstrap,
+        "MARKETPIPE_REGISTRY_URL": registry_url,
+        "MARKETPIPE_PROCESSOR_APP_ID": app_id,
+        "MARKETPIPE_PROCESSOR_STORE_URL": "memory://",
+        "MARKETPIPE_PROCESSOR_DATA_DIR": str(data_dir),
+        "MARKETPIPE_PROCESSOR_OFFSET_RESET": "latest",
+        "MARKETPIPE_PROCESSOR_COMMIT_INTERVAL_S": "0.5",
+        "MARKETPIPE_PROCESSOR_TIMER_INTERVAL_S": "0.2",
+        "MARKETPIPE_PROCESSOR_BOOK_TOP_MIN_INTERVAL_MS": "50",
+        "MARKETPIPE_PROCESSOR_BOOK_DEPTH": "3",
+        "MARKETPIPE_PROCESSOR_CANDLE_INTERVALS": "1s,10s,1m",
+        "MARKETPIPE_PROCESSOR_CANDLE_GRACE_MS": "2000",
+        "MARKETPIPE_PROCESSOR_CANDLE_CLOSE_DELAY_MS": "200",
+        "MARKETPIPE_PROCESSOR_STANDBY_REPLICAS": "0",
+        "MARKETPIPE_PROCESSOR_SESSION_TIMEOUT_S": "6",
+        "MARKETPIPE_PROCESSOR_HEARTBEAT_INTERVAL_S": "1",
+        "MARKETPIPE_LOG_LEVEL": "INFO",
+    }
+    env.update({f"MARKETPIPE_PROCESSOR_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class EventWriter:
+    """Produces contract events the way producers do: key b"venue:id", Confluent-framed Avro value."""
+
+    def __init__(self, bootstrap: str, registry: ContractRegistry, topic_prefix: str = "") -> None:
+        self.bootstrap = bootstrap
+        self.registry = registry
+        self.prefix = topic_prefix
+        self.producer: AIOKafkaProducer | None = None
+        self._n = 0
+
+    async def __aenter__(self) -> EventWriter:
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+                                         linger_ms=2)
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.producer is not None
+        await self.producer.stop()
+
+    def _id(self) -> str:
+        self._n += 1
+        return f"t{time.time_ns()}-{self._n}"
+
+    async def send(self, spec: TopicSpec, key: bytes, value: bytes | dict[str, Any]) -> None:
+        assert self.producer is not None
+        data = value if isinstance(value, bytes) else self.registry.framer(spec.schema).encode(value)
+        await self.producer.send(self.prefix + spec.name, key=key, value=data)
+
+    async def flush(self) -> None:
+        assert self.producer is not None
+        await self.producer.flush()
+
+    async def book(self, venue: str, market: str, kind: str, *, seq: int | None = None, prev: int | None = None,
+                   bids: list[tuple[str, str]] = (), asks: list[tuple[str, str]] = (),  # type: ignore[assignment]
+                   reason: str | None = None, ts: int | None = None) -> None:
+        t = ts or now_us()
+        await self.send(BOOK, market_key(venue, market), {
+            "event_id": self._id(), "venue": venue, "market": market, "venue_symbol": market.replace("-", ""),
+            "exchange_ts": t, "receive_ts": now_us(), "kind": kind, "sequence": seq, "prev_sequence": prev,
+            "checksum": None, "bids": [{"price": p, "size": s} for p, s in bids],
+            "asks": [{"price": p, "size": s} for p, s in asks], "reason": reason})
+
+    async def trade(self, venue: str, market: str, ts: int, price: str, size: str, side: str,
+                    event_id: str | None = None) -> None:
+        eid = event_id or self._id()
+        await self.send(TRADES, market_key(venue, market), {
+            "event_id": eid, "venue": venue, "market": market, "venue_symbol": market.replace("-", ""),
+            "exchange_ts": ts, "receive_ts": now_us(), "trade_id": eid, "price": price, "size": size,
+            "side": side, "liquidation": None})
+
+    async def account(self, venue: str, account: str, market: str, kind: str, body: dict[str, Any],
+                      ts: int | None = None) -> None:
+        record: dict[str, Any] = {
+            "event_id": self._id(), "venue": venue, "market": market, "venue_symbol": market.replace("-", ""),
+            "exchange_ts": ts or now_us(), "receive_ts": now_us(), "account": account, "kind": kind,
+            "balance": None, "order": None, "fill": None, "position": None}
+        record[kind.lower()] = body
+        await self.send(ACCOUNT, account_key(venue, account), record)
+
+
+class DerivedReader:
+    """Reads a derived topic from its end offsets at creation; keeps only messages with the given keys."""
+
+    def __init__(self, bootstrap: str, spec: TopicSpec, registry: ContractRegistry, keys: set[bytes],
+                 topic_prefix: str = "") -> None:
+        self.bootstrap, self.spec, self.registry, self.keys = bootstrap, spec, registry, keys
+        self.topic = topic_prefix + spec.name
+        self.consumer: AIOKafkaConsumer | None = None
+        self.records: list[dict[str, Any]] = []
+
+    async def __aenter__(self) -> DerivedReader:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                         isolation_level="read_committed")
+        await self.consumer.start()
+        tps = [TopicPartition(self.topic, p) for p in range(self.spec.partitions)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve positions now, before anything is produced
+            await self.consumer.position(tp)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.consumer is not None
+        await self.consumer.stop()
+
+    async def read_until(self, done: Any, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Poll until done(records) is true; returns the records (raises on timeout)."""
+        assert self.consumer is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = await self.consumer.getmany(timeout_ms=200)
+            for msgs in batch.values():
+                for m in msgs:
+                    if m.key in self.keys:
+                        self.records.append(self.registry.decode(m.value))
+            if done(self.records):
+                return self.records
+        raise TimeoutError(f"{self.topic}: condition not met; got {len(self.records)} records")
+
+    async def settle(self, seconds: float) -> list[dict[str, Any]]:
+        """Keep reading for a while (to catch anything published after the expected records)."""
+        try:
+            await self.read_until(lambda rs: False, timeout=seconds)
+        except TimeoutError:
+            pass
+        return self.records
+
+
+async def get_json(url: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def poll_json(url: str, done: Any, timeout: float = 15.0) -> Any:
+    """GET url until done(status, body) is true; returns the body."""
+    deadline = time.monotonic() + timeout
+    status, body = None, None
+    while time.monotonic() < deadline:
+        status, body = await get_json(url)
+        if done(status, body):
+            return body
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{url}: last answer {status} {body}")
+
+
+def create_prefixed_topics(bootstrap: str, prefix: str, specs: tuple[TopicSpec, ...]) -> list[str]:
+    """Private copies of contract topics (same partitions), for tests that must see only their own workers."""
+    from dataclasses import replace
+
+    from marketpipe.topics_admin import ensure_topics
+
+    return ensure_topics(bootstrap, tuple(replace(s, name=prefix + s.name) for s in specs))
+
+
+def delete_topics(bootstrap: str, prefixes: tuple[str, ...]) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    mine = [t for t in admin.list_topics(timeout=15).topics if t.startswith(prefixes)]
+    if mine:
+        for fut in admin.delete_topics(mine, operation_timeout=30).values():
+            try:
+                fut.result()
+            except Exception:  # best effort cleanup
+                pass
