@@ -80,6 +80,7 @@ def main(args: argparse.Namespace) -> int:
     run_dir = stack.state_dir() / "dev" / time.strftime("%Y%m%d-%H%M%S")
     supervisor = Supervisor(run_dir / "logs", _progress)
     rc = 1
+    app_id = ""
     try:
         if not (bootstrap and registry_url):
             before = stack.status()
@@ -133,8 +134,24 @@ def main(args: argparse.Namespace) -> int:
         supervisor.stop_all()
         if own_infra:
             stack.down(_progress)
+        elif bootstrap and app_id:
+            _delete_app_topics(bootstrap, app_id)
         _progress(f"stopped everything; logs in {run_dir / 'logs'}")
     return rc
+
+
+def _delete_app_topics(bootstrap: str, app_id: str) -> None:
+    """The dev worker's internal topics (changelogs, ticks) on a cluster we did not start: remove them."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{app_id}-")]
+        for fut in admin.delete_topics(names, operation_timeout=30).values() if names else ():
+            fut.result()
+        _progress(f"deleted {len(names)} internal topics of {app_id}")
+    except Exception as exc:  # cleanup is best effort; say so
+        _progress(f"could not delete the internal topics of {app_id}: {exc}")
 
 
 def _port_free(port: int) -> bool:

@@ -119,6 +119,7 @@ def test_dev_command_end_to_end(cluster, registry_url: str, tmp_path: Path) -> N
             raise
     assert rc == 0, log.read_text()[-3000:]
     assert "stopped everything" in log.read_text()
+    assert "internal topics of marketpipe-dev-" in log.read_text() and "could not delete" not in log.read_text()
     left = [p for p in pids if pid_alive(p)]
     assert not left, f"processes left behind: {left}"
     open_ports = [p for p in ports if port_open(p)]
