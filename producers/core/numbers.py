@@ -71,6 +71,17 @@ def loads(line: str | bytes) -> Any:
     return orjson.loads(line)
 
 
+def units_text(value: int, exp: int) -> str:
+    """Integer precision units (value * 10^-exp) -> shortest exact decimal text, e.g. (150120000, 6) -> "150.12".
+    For venues that send scaled integers (Drift precisions, Econia subunits)."""
+    if value < 0:
+        return "-" + units_text(-value, exp)
+    if exp == 0:
+        return str(value)
+    whole, frac = divmod(value, 10**exp)
+    return str(whole) if frac == 0 else f"{whole}.{frac:0{exp}d}".rstrip("0")
+
+
 def to_micros(ts: Any) -> int:
     """Venue timestamp -> µs since the epoch, deciding the unit by magnitude (s, ms, µs, ns)."""
     if type(ts) is int and 10**14 <= ts < 10**17:  # already µs: the common case

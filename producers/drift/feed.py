@@ -33,8 +33,8 @@ import orjson
 
 from producers.core.errors import ReconnectRequested, TerminalFeedError
 from producers.core.feed import Feed
-from producers.core.numbers import now_micros, stable_id, to_micros
-from producers.drift.precision import PRICE_EXP, QUOTE_EXP, fill_price_units, human_to_units, json_units, units_text
+from producers.core.numbers import now_micros, stable_id, to_micros, units_text
+from producers.drift.precision import PRICE_EXP, QUOTE_EXP, fill_price_units, human_to_units, json_units
 from producers.drift.settings import DriftMarketSpec, DriftSettings
 from producers.drift.snapshot_encoder import SnapshotEncoder, matches_fastavro, snapshot_record
 from schemas.serde import AvroFramer

@@ -17,18 +17,6 @@ PRICE_EXP = 6
 QUOTE_EXP = 6
 
 
-def units_text(value: int, exp: int) -> str:
-    """Integer precision units -> shortest exact decimal text (no exponent, no trailing zeros)."""
-    if value < 0:
-        return "-" + units_text(-value, exp)
-    if exp == 0:
-        return str(value)
-    whole, frac = divmod(value, 10**exp)
-    if frac == 0:
-        return str(whole)
-    return f"{whole}.{frac:0{exp}d}".rstrip("0")
-
-
 def json_units(value: Any) -> int:
     """A grouped-book JSON number (integer units; JS may print big ones in exponent form) -> int."""
     if type(value) is int:

@@ -18,7 +18,8 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from producers.drift.precision import json_units, units_text
+from producers.core.numbers import units_text
+from producers.drift.precision import json_units
 from schemas.serde import MAGIC, AvroFramer
 
 _NULL = b"\x00"

@@ -15,18 +15,10 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 from typing import Any
 
+from producers.core.numbers import units_text
+
 MAX_SCALE = 40
 ROUNDED_SCALE = 18
-
-
-def units_text(value: int, exp: int) -> str:
-    """Integer subunits -> shortest exact decimal text."""
-    if value < 0:
-        return "-" + units_text(-value, exp)
-    if exp == 0:
-        return str(value)
-    whole, frac = divmod(value, 10**exp)
-    return str(whole) if frac == 0 else f"{whole}.{frac:0{exp}d}".rstrip("0")
 
 
 def fraction_text(q: Fraction) -> tuple[str, bool]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ from marketpipe.infra.stack import Cluster
 from producers.drift import DriftFeed, DriftSettings
 from schemas.registry import ContractRegistry
 from simulators.drift import DriftMarket, DriftSimulator
+from tests.waiting import wait_until  # noqa: F401 - re-exported for this venue's tests
 
 
 def make_markets(unique: str) -> tuple[DriftMarket, ...]:
@@ -25,15 +25,6 @@ def make_markets(unique: str) -> tuple[DriftMarket, ...]:
 
 def spec_text(m: DriftMarket) -> str:
     return f"{m.market_type}:{m.index}:{m.name}" + (f":{m.base_precision_exp}" if m.market_type == "spot" else "")
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 @pytest.fixture

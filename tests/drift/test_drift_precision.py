@@ -9,7 +9,8 @@ from decimal import Decimal, localcontext
 
 import pytest
 
-from producers.drift.precision import fill_price_units, human_to_units, json_units, units_text
+from producers.core.numbers import units_text
+from producers.drift.precision import fill_price_units, human_to_units, json_units
 from producers.drift.settings import DriftMarketSpec
 from producers.drift.snapshot_encoder import SnapshotEncoder, matches_fastavro
 from schemas.registry import ContractRegistry

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ from producers.econia import EconiaFeed, EconiaSettings
 from schemas.registry import ContractRegistry
 from simulators.econia.markets import EconiaMarket
 from simulators.econia.server import DEV_SECRET, EconiaSimulator
+from tests.waiting import wait_until  # noqa: F401 - re-exported for this venue's tests
 
 
 def make_markets(unique: str) -> tuple[EconiaMarket, ...]:
@@ -21,15 +21,6 @@ def make_markets(unique: str) -> tuple[EconiaMarket, ...]:
         EconiaMarket(1, f"A{tag}", "USDC", base_decimals=8, quote_decimals=6, lot_size=100_000, tick_size=1),
         EconiaMarket(2, f"W{tag}", "USDC", base_decimals=8, quote_decimals=6, lot_size=1_000, tick_size=10),
     )
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 @pytest.fixture

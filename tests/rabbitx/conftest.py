@@ -3,7 +3,6 @@ the real Kafka + registry of the session."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ from marketpipe.infra.ports import free_port
 from producers.rabbitx import RabbitXFeed, RabbitXSettings
 from schemas.registry import ContractRegistry
 from simulators.rabbitx import RabbitXSimulator, SimConfig
+from tests.waiting import wait_until  # noqa: F401 - re-exported for this venue's tests
 
 
 def sim_config(unique: str, **kw: Any) -> SimConfig:
@@ -56,15 +56,6 @@ def make_feed(cluster: Any, registry: ContractRegistry, registry_url: str,
         return RabbitXFeed(RabbitXSettings(**knobs), registry=registry)
 
     return factory
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 def books_caught_up(feed: RabbitXFeed, sim: RabbitXSimulator) -> bool:
