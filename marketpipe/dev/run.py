@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -123,7 +124,11 @@ def main(args: argparse.Namespace) -> int:
                   f"marketpipe query top drift:SOL-PERP --url {query}")
         watcher = PipelineWatcher(bootstrap, registry, group_id=app_id, metrics_urls=metrics_urls, query_urls=urls)
         watcher.state.components = components
-        rc = asyncio.run(_watch(watcher, supervisor, args, started))
+        try:
+            rc = asyncio.run(_watch(watcher, supervisor, args, started))
+        finally:
+            del watcher  # release its Kafka admin client before the broker goes away (no librdkafka noise)
+            gc.collect()
     except ComponentFailed as exc:
         _progress(f"FAILED: {exc}")
         rc = 1
