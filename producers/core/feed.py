@@ -239,7 +239,9 @@ class Feed:
                 raise TerminalFeedError(f"{self.venue}: gave up after {self.backoff.attempt} failed reconnects "
                                         f"(last: {reason})")
             delay = self.backoff.next_delay()
-            self.metrics.reconnect(reason.split(" ")[0])
+            words = reason.split(" ")
+            # "requested heartbeat-timeout" -> "heartbeat-timeout"; "close 3005 ..." -> "close"
+            self.metrics.reconnect(words[1] if words[0] == "requested" and len(words) > 1 else words[0])
             log.warning("%s: connection lost (%s); reconnecting in %.2fs", self.venue, reason, delay)
             await asyncio.sleep(delay)
 

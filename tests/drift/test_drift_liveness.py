@@ -24,7 +24,7 @@ async def test_missing_heartbeat_triggers_reconnect(drift_sim: DriftSimulator, m
         assert feed.connections == 1 and feed.heartbeat_timeouts == 0
         sim.heartbeat_enabled = False  # books keep flowing, heartbeats stop
         await wait_until(lambda: feed.heartbeat_timeouts >= 1 and feed.connections >= 2, 10, "heartbeat reconnect")
-        assert feed.metrics.reconnect_reasons["requested"] >= 1
+        assert feed.metrics.reconnect_reasons["heartbeat-timeout"] >= 1
         sim.heartbeat_enabled = True
         await wait_until(lambda: feed.ready, 10, "resubscribed")
         connections = feed.connections

@@ -51,7 +51,7 @@ async def test_token_expired_at_connect_is_renewed(sim: RabbitXSimulator, make_f
     feed = make_feed(api_token=sim.issue_token(ttl=-60))
     await run_for(feed, lambda: feed.ready, 15, "connected with a renewed token")
     assert sim.stats["expired_at_connect"] == 1 and sim.stats["jwt_issued"] == 1
-    assert feed.metrics.reconnect_reasons["requested"] == 1
+    assert feed.metrics.reconnect_reasons["token-expired"] == 1
 
 
 async def test_invalid_token_stops_with_a_clear_error(sim: RabbitXSimulator, make_feed: FeedFactory) -> None:
