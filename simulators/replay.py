@@ -23,6 +23,8 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from simulators.http import serve_app
+
 
 def load(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
@@ -123,12 +125,8 @@ async def start_replayer(path: Path, speed: float = 1.0, host: str = "127.0.0.1"
     replayer = SessionReplayer(load(path), speed)
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", replayer.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
-    return replayer, runner, int(bound)
+    runner, bound = await serve_app(app, port, host)
+    return replayer, runner, bound
 
 
 async def _main(path: Path, speed: float, port: int, duration: float) -> None:

@@ -33,6 +33,7 @@ from aiohttp import WSMsgType, web
 
 from simulators.binance.account import SimAccount, SimFill, SimOrder
 from simulators.binance.market import MarketModel, SimCandle, StepResult
+from simulators.http import serve_app
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,7 @@ class BinanceSimulator:
         app.router.add_get("/ws-api/v3", self._ws_api)
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/ws/{tail:.*}", self._ws)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_app(app, self.port, self.host)
 
     async def stop(self) -> None:
         await self.disconnect_all()

@@ -33,6 +33,7 @@ from aiohttp import WSMsgType, web
 from simulators.drift import wire
 from simulators.drift.markets import DEFAULT_MARKETS, DriftMarket
 from simulators.drift.truth import BookState, FillTruth, MarketModel, price_text, units_to_text
+from simulators.http import serve_app
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +119,7 @@ class DriftSimulator:
         app.router.add_get("/_sim/top", self._sim_top)
         app.router.add_get("/ws", self._ws_handler)
         app.router.add_get("/l2", self._l2_handler)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        if self.port == 0:
-            server = site._server  # noqa: SLF001 - the bound port when 0 was asked for
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_app(app, self.port)
         for m in self.markets:  # a first book exists for REST before the first publish
             self._publish_book(m, send=False)
         self._tasks.append(asyncio.create_task(self._overflow_loop()))

@@ -31,6 +31,7 @@ from aiohttp import WSMsgType, web
 from simulators.econia.exchange import ASK, BID, TABLE_OF_CHANNEL, EconiaExchange, Row
 from simulators.econia.markets import DEFAULT_MARKETS, EconiaMarket
 from simulators.econia.postgrest import QueryError, query
+from simulators.http import serve_app
 
 DEV_SECRET = "econia_0000000000000000000000000"
 MALFORMED_FRAMES = (
@@ -122,14 +123,7 @@ class EconiaSimulator:
             app.router.add_get(f"/{table}", self._table)
         app.router.add_get("/{token}", self._ws)
         app.router.add_get("/{channel}/{token}", self._ws)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        if self.port == 0:
-            server = site._server  # noqa: SLF001 - the bound port when 0 was asked for
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_app(app, self.port)
         if self.activity_interval:
             self._tasks.append(asyncio.create_task(self._activity_loop(self.activity_interval)))
 

@@ -31,6 +31,7 @@ from aiohttp import WSMsgType, web
 
 from simulators.binance.account import SimAccount, SimFill, SimOrder
 from simulators.binance.market import LevelChange, MarketModel, StepResult
+from simulators.http import serve_app
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,7 @@ class OkxSimulator:
         app.router.add_get("/api/v5/public/time", self._time)
         app.router.add_get("/api/v5/asset/currencies", self._currencies)
         app.router.add_get("/ws/v5/{kind}", self._ws)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_app(app, self.port, self.host)
 
     async def stop(self) -> None:
         await self.disconnect_all()

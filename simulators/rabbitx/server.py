@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulators.http import serve_app
 from simulators.rabbitx import wire
 from simulators.rabbitx.account import TrueAccount
 from simulators.rabbitx.market import TrueMarket
@@ -80,11 +81,7 @@ class RabbitXSimulator:
         app.router.add_get("/markets/orderbook", self._rest_orderbook)
         app.router.add_post("/jwt", self._rest_jwt)
         app.router.add_get("/_sim/top", self._sim_top)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_app(app, self.port)
 
     async def stop(self) -> None:
         for s in list(self.sessions):
