@@ -9,7 +9,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from marketpipe.settings import PublisherSettings
 from marketpipe.topics_admin import ensure_topics
@@ -43,27 +43,34 @@ async def run_smoke(settings: PublisherSettings, progress=print) -> dict[str, di
     regs = registry.register_all()
     progress("schemas registered: " + ", ".join(f"{r.subject}=id {r.schema_id}" for r in regs))
     events = sample_events()
-    publisher = KafkaPublisher(settings, client_id="marketpipe-smoke")
-    await publisher.start()
-    t0 = time.monotonic()
-    for name, record in events.items():
-        spec = topics.BY_SCHEMA[name]
-        value = registry.framer(name).encode(record)
-        await publisher.publish(spec, topics.market_key(record["venue"], record["market"]), value)
-    await publisher.stop(timeout=30)
-    progress(f"published {len(events)} events (acks=all) in {(time.monotonic() - t0) * 1000:.0f} ms")
-    back: dict[str, dict[str, Any]] = {}
-    consumer = AIOKafkaConsumer(*(topics.BY_SCHEMA[n].name for n in events), bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
+    names = [topics.BY_SCHEMA[n].name for n in events]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
                                 group_id=None, **settings.aiokafka_security())
     await consumer.start()
     try:
+        # read back only what is published after this point (the topics may hold anything before)
+        tps = [TopicPartition(t, p) for t in names for p in (await consumer._client.fetch_all_metadata()  # noqa: SLF001
+                                                                  ).partitions_for_topic(t) or ()]
+        consumer.assign(tps)
+        start = await consumer.end_offsets(tps)
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        publisher = KafkaPublisher(settings, client_id="marketpipe-smoke")
+        await publisher.start()
+        t0 = time.monotonic()
+        for name, record in events.items():
+            value = registry.framer(name).encode(record)
+            await publisher.publish(topics.BY_SCHEMA[name], topics.market_key(record["venue"], record["market"]), value)
+        await publisher.stop(timeout=30)
+        progress(f"published {len(events)} events (acks=all) in {(time.monotonic() - t0) * 1000:.0f} ms")
+        back: dict[str, dict[str, Any]] = {}
         wanted = {r["event_id"]: n for n, r in events.items()}
         deadline = time.monotonic() + 30
         while len(back) < len(events) and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for msgs in batches.values():
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
                 for msg in msgs:
+                    if msg.key != b"smoke:BTC-USD":
+                        continue
                     record = registry.decode(msg.value)
                     if record["event_id"] in wanted:
                         back[wanted[record["event_id"]]] = record
@@ -73,8 +80,10 @@ async def run_smoke(settings: PublisherSettings, progress=print) -> dict[str, di
         progress(f"read back {name}: {record['venue']}:{record['market']} event_id={record['event_id']}")
     if back.keys() != events.keys():
         raise RuntimeError(f"smoke: only {sorted(back)} of {sorted(events)} came back from Kafka")
-    progress("smoke OK: every event came back identical" if all(back[n] == events[n] for n in events)
-             else "smoke FAILED: decoded events differ")
+    differ = [n for n in events if back[n] != events[n]]
+    if differ:
+        raise RuntimeError(f"smoke FAILED: decoded {differ} differ from what was published")
+    progress("smoke OK: every event came back identical")
     return back
 
 
