@@ -42,6 +42,17 @@ class Component:
     info: dict[str, object] = field(default_factory=dict)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when `marketpipe dev` dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: Ctrl-C / SIGTERM still stop everything through stop_all()
+        pass
+
+
 def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
@@ -75,7 +86,7 @@ class Supervisor:
         t0 = time.monotonic()
         out = comp.log.open("ab")
         proc = subprocess.Popen(comp.argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent)
         comp.pid = proc.pid
         self._procs[comp.name] = proc
         self.components.append(comp)

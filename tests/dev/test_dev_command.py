@@ -125,3 +125,20 @@ def test_dev_command_end_to_end(cluster, registry_url: str, tmp_path: Path) -> N
     open_ports = [p for p in ports if port_open(p)]
     assert not open_ports, f"ports still open: {open_ports}"
     print(f"dev came up in {up_after:.1f}s")
+
+
+def test_dev_names_a_failing_part_with_its_log(cluster, registry_url: str, tmp_path: Path) -> None:
+    """A part that cannot start (here: the processor, given an invalid setting) is named with its log path,
+    and the command exits 1 promptly instead of hanging."""
+    env = {**os.environ, "MARKETPIPE_KAFKA_BOOTSTRAP": cluster.bootstrap, "MARKETPIPE_REGISTRY_URL": registry_url,
+           "MARKETPIPE_STATE_DIR": str(tmp_path / "state"), "MARKETPIPE_PROCESSOR_BOOK_DEPTH": "7parsecs"}
+    t0 = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "marketpipe.cli", "dev", "--venues", "drift", "--no-view",
+                          "--duration", "120"], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert time.monotonic() - t0 < 60
+    out = res.stdout
+    assert "FAILED: processor exited with code" in out
+    log_path = Path(out.split("log: ", 1)[1].split()[0])
+    assert log_path.exists() and "7parsecs" in log_path.read_text()
+    assert "stopped everything" in out
