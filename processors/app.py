@@ -12,10 +12,12 @@ from faust.types import TP
 
 from processors import metrics
 from processors.account_stage import AccountStage
+from processors.batches import take_batches
 from processors.book_stage import BookStage
 from processors.candle_stage import CandleStage
 from processors.context import key_partition
 from processors.settings import ProcessorSettings
+from processors.transport import ProcessorFaustApp
 from processors.wire import ContractWire, topic_name
 from schemas.topics import ACCOUNT, BOOK, BOOK_TOP, OHLCV, TRADES
 
@@ -81,7 +83,7 @@ class ProcessorApp:
     def __init__(self, settings: ProcessorSettings, wire: ContractWire) -> None:
         s = self.settings = settings
         n = s.processor_topic_partitions
-        self.app = faust.App(
+        self.app = ProcessorFaustApp(
             s.processor_app_id,
             broker=f"kafka://{s.kafka_bootstrap}",
             store=s.processor_store_url,
@@ -137,7 +139,7 @@ class ProcessorApp:
 
         def run_stage(stage: Any) -> Any:
             async def agent(stream: faust.StreamT) -> None:
-                async for events in stream.take_events(batch, within=within):
+                async for events in take_batches(stream, batch, within):
                     stage.process(events)
             agent.__name__ = f"{stage.stream}_agent"
             return agent
