@@ -179,8 +179,12 @@ class KafkaPublisher:
             self._in_flight = len(items)
             BUFFER_DEPTH.set(self._queue.qsize() + self._in_flight)
             groups: dict[tuple[str, int], list[Item]] = defaultdict(list)
+            cache = self._partition_cache
             for item in items:
-                groups[(item[0], await self._partition(item[0], item[1]))].append(item)
+                partition = cache.get((item[0], item[1]))  # hot path: no coroutine once a key is known
+                if partition is None:
+                    partition = await self._partition(item[0], item[1])
+                groups[(item[0], partition)].append(item)
             await self._deliver(groups)
             self._in_flight = 0
             BUFFER_DEPTH.set(self._queue.qsize())

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from marketpipe.infra import artifacts
@@ -208,4 +208,4 @@ def env_exports(state: dict) -> str:
             f"export MARKETPIPE_REGISTRY_URL={state['registry_url']}")
 
 
-__all__ = ["Cluster", "provide_cluster", "start_local", "up", "down", "status", "asdict"]
+__all__ = ["Cluster", "provide_cluster", "start_local", "up", "down", "status"]

@@ -26,15 +26,20 @@ from producers.core.errors import InexactNumber
 Number = str | int | Decimal
 
 
+def _parse_text(value: str) -> Decimal:
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"not a decimal number: {value!r}") from None
+    if not d.is_finite():
+        raise ValueError(f"not a finite decimal: {value!r}")
+    return d
+
+
 def decimal_text(value: Any) -> str:
     """Exact decimal text of a venue number; raises InexactNumber for floats, ValueError for junk."""
     if type(value) is str:
-        try:
-            d = Decimal(value)
-        except InvalidOperation:
-            raise ValueError(f"not a decimal number: {value!r}") from None
-        if not d.is_finite():
-            raise ValueError(f"not a finite decimal: {value!r}")
+        _parse_text(value)
         return value.strip()
     if isinstance(value, bool):
         raise ValueError(f"boolean where a number was expected: {value!r}")
@@ -51,13 +56,7 @@ def decimal_text(value: Any) -> str:
 
 def to_decimal(value: Any) -> Decimal:
     if type(value) is str:
-        try:
-            d = Decimal(value)
-        except InvalidOperation:
-            raise ValueError(f"not a decimal number: {value!r}") from None
-        if not d.is_finite():
-            raise ValueError(f"not a finite decimal: {value!r}")
-        return d
+        return _parse_text(value)
     return Decimal(decimal_text(value))
 
 

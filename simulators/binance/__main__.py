@@ -36,7 +36,7 @@ async def run(args: argparse.Namespace) -> None:
         await sim.stop()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, default=18765)
     p.add_argument("--markets", nargs="+", default=["BTC/USDT"])
@@ -44,7 +44,8 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=600.0)
     p.add_argument("--gap-every", type=int, default=0)
     p.add_argument("--drop-every", type=int, default=0)
-    asyncio.run(run(p.parse_args()))
+    asyncio.run(run(p.parse_args(argv)))
+    return 0
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ async def run(args: argparse.Namespace) -> None:
         await sim.stop()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, default=18766)
     p.add_argument("--markets", nargs="+", default=["BTC/USDT"])
@@ -53,7 +53,8 @@ def main() -> None:
     p.add_argument("--api-key", default="sim-key")
     p.add_argument("--secret", default="sim-secret")
     p.add_argument("--passphrase", default="sim-pass")
-    asyncio.run(run(p.parse_args()))
+    asyncio.run(run(p.parse_args(argv)))
+    return 0
 
 
 if __name__ == "__main__":

@@ -48,3 +48,12 @@ def test_up_on_clean_cache_then_reuse_then_down(tmp_path: Path) -> None:
     finally:
         run(["infra", "down"], env)
     assert not pid_alive(state2["kafka_pid"]) and not pid_alive(state2["registry_pid"])
+
+
+def test_every_simulator_is_reachable_through_the_cli() -> None:
+    """`marketpipe simulate <venue> --help` reaches each simulator's own argument parser."""
+    for venue in ("rabbitx", "drift", "econia", "binance", "okx"):
+        res = subprocess.run([sys.executable, "-m", "marketpipe.cli", "simulate", venue, "--help"],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, f"{venue}: {res.stderr}"
+        assert "--port" in res.stdout, f"{venue}: {res.stdout}"
