@@ -3,11 +3,13 @@
 Prints
   1. book deltas/s one worker sustains (a backlog of deltas over --markets markets, realistic 2+2 levels),
   2. trades/s one worker sustains (candles for every default interval 1s,1m,5m,1h),
-  3. event -> queryable latency p50/p99 at a paced --rate events/s (mixed deltas and trades): measured by the
-     worker (receive_ts stamped at send -> state written) and by HTTP probes (send -> visible on /top).
+     both as wall rate once the backlog is produced and per CPU-second of the worker process,
+  3. event -> queryable latency p50/p99 at a paced --rate events/s (mixed deltas and trades) after a warm-up:
+     measured by the worker (receive_ts stamped at send -> state written) and by HTTP probes (send -> visible
+     on /top), with the worker's batch and commit-time flush durations meanwhile.
 
     export MARKETPIPE_KAFKA_BOOTSTRAP=127.0.0.1:19092 MARKETPIPE_REGISTRY_URL=http://127.0.0.1:18081/apis/ccompat/v7
-    python benchmarks/bench_processors.py [--deltas 200000] [--trades 100000] [--rate 5000] [--seconds 10]
+    python benchmarks/bench_processors.py [--deltas 300000] [--trades 200000] [--rate 5000] [--warmup 3] [--seconds 10]
         [--store memory://|rocksdb://] [--guarantee at_least_once|exactly_once]
 """
 
@@ -81,8 +83,9 @@ class Bench:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
-    async def stats(self, http: aiohttp.ClientSession, reset: bool = False) -> dict:
-        async with http.get(f"{self.url}/processor/stats" + ("?reset_latency=true" if reset else "")) as r:
+    async def stats(self, http: aiohttp.ClientSession, reset: bool = False, latency: bool = True) -> dict:
+        query = "?reset_latency=true" if reset else "" if latency else "?latency=false"
+        async with http.get(f"{self.url}/processor/stats{query}") as r:
             return await r.json()
 
     async def wait_ready(self, http: aiohttp.ClientSession) -> None:
@@ -134,36 +137,52 @@ class Bench:
         await asyncio.gather(*futs)
         return time.monotonic() - t0
 
+    def worker_cpu_s(self) -> float:
+        """CPU seconds (user + system, all threads) the worker process has used so far (Linux /proc)."""
+        assert self.proc
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     async def throughput(self, http: aiohttp.ClientSession, stream: str, topic: str,
                          items: list[tuple[bytes, bytes]]) -> float:
-        """Events/s the worker folds in while working through a backlog it cannot keep up with."""
-        start = (await self.stats(http))["events"][stream]
+        """Events/s the worker folds in while working through a backlog it cannot keep up with.
+
+        The load generator shares this machine's cores while it produces the backlog, so the rate is taken
+        from the moment the backlog is fully produced (and at least 10 % folded) to its end: then only the
+        worker and the broker run. Also printed: events per CPU-second of the worker process (all its
+        threads), the figure for a worker with a core of its own."""
+        start = (await self.stats(http, latency=False))["events"][stream]
         target = start + len(items)
         send = asyncio.create_task(self.blast(topic, items))
-        samples: list[tuple[float, int]] = []
+        samples: list[tuple[float, int, float, bool]] = []  # (time, events, worker CPU s, backlog produced)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            n = (await self.stats(http))["events"][stream]
-            samples.append((time.monotonic(), n))
+            n = (await self.stats(http, latency=False))["events"][stream]
+            samples.append((time.monotonic(), n, self.worker_cpu_s(), send.done()))
             if n >= target:
                 break
             await asyncio.sleep(0.1)
         sent_in = await send
-        # rate over the middle of the run: from 10% to the end of the backlog
-        first = next(s for s in samples if s[1] - start >= 0.1 * len(items))
-        last = samples[-1]
+        window = [s for s in samples if s[3] and s[1] - start >= 0.1 * len(items)]
+        if len(window) < 2:  # the backlog was folded in while it was produced: too small to measure
+            print(f"  {stream}: backlog of {len(items)} too small for a measurement window; use a larger one")
+            return 0.0
+        first, last = window[0], window[-1]
         rate = (last[1] - first[1]) / (last[0] - first[0])
-        print(f"  {stream}: {len(items)} events produced in {sent_in:.1f}s, folded in at {rate:,.0f} events/s")
+        per_cpu = (last[1] - first[1]) / max(1e-9, last[2] - first[2])
+        print(f"  {stream}: {len(items)} events produced in {sent_in:.1f}s; then folded in at {rate:,.0f} events/s "
+              f"over {last[1] - first[1]:,} events ({per_cpu:,.0f} per worker CPU-second, "
+              f"worker at {(last[2] - first[2]) / (last[0] - first[0]):.0%} of a core)")
         return rate
 
-    async def latency(self, http: aiohttp.ClientSession) -> None:
-        rate, seconds = self.args.rate, self.args.seconds
-        await self.stats(http, reset=True)
+    async def pace(self, http: aiohttp.ClientSession, seconds: float,
+                   probe_lat: list[float] | None) -> tuple[int, float]:
+        """Offer --rate events/s (half deltas, half trades) for `seconds`; with probe_lat, also an HTTP probe
+        every 0.2 s. Returns (events sent, elapsed seconds)."""
+        rate = self.args.rate
         probe_market = self.markets[0]
-        probe_lat: list[float] = []
         probes: list[asyncio.Task[None]] = []
-        tick = 0.01
-        per_tick = max(1, int(rate * tick))
+        per_tick = max(1, int(rate * 0.01))
         assert self.producer
         i = 0
         t0 = time.monotonic()
@@ -177,7 +196,7 @@ class Bench:
                     await self.producer.send(self.book_topic, key=key, value=self.delta(i, market))
                 else:
                     await self.producer.send(self.trades_topic, key=key, value=self.trade_event(i, market, now_us()))
-            if time.monotonic() >= next_probe:  # external probe: send -> visible over HTTP
+            if probe_lat is not None and time.monotonic() >= next_probe:  # send -> visible over HTTP
                 next_probe += 0.2
                 value = self.delta(i, probe_market)
                 seq = self.seq[probe_market]
@@ -187,9 +206,20 @@ class Bench:
             await asyncio.sleep(max(0.0, t0 + (i / rate) - time.monotonic()))
         elapsed = time.monotonic() - t0
         await asyncio.gather(*probes)
+        return i, elapsed
+
+    async def latency(self, http: aiohttp.ClientSession) -> None:
+        """Event -> queryable at a steady --rate: --warmup seconds first (the worker settles after the backlog
+        phases: their last candles close, their state is committed), then --seconds measured."""
+        await self.pace(http, self.args.warmup, None)
+        await self.stats(http, reset=True)
+        work_before = await self.work_histograms(http)
+        probe_lat: list[float] = []
+        sent, elapsed = await self.pace(http, self.args.seconds, probe_lat)
         await asyncio.sleep(1.0)
         st = (await self.stats(http))["latency"]
-        print(f"  offered {i / elapsed:,.0f} events/s for {elapsed:.1f}s (half deltas, half trades)")
+        print(f"  offered {sent / elapsed:,.0f} events/s for {elapsed:.1f}s after {self.args.warmup:.0f}s of warm-up "
+              "(half deltas, half trades)")
         print(f"  worker-side receive_ts -> queryable: p50 {st['p50_ms']:.1f} ms, p99 {st['p99_ms']:.1f} ms, "
               f"max {st['max_ms']:.1f} ms over {st['count']} events")
         if probe_lat:
@@ -197,6 +227,37 @@ class Bench:
             p99 = probe_lat[min(len(probe_lat) - 1, int(0.99 * len(probe_lat)))]
             print(f"  HTTP probes send -> visible on /top: p50 {statistics.median(probe_lat):.1f} ms, "
                   f"p99 {p99:.1f} ms over {len(probe_lat)} probes (includes 2 ms polling)")
+        print("  worker time per batch and per commit-time flush during the measured run:")
+        self.print_work(work_before, await self.work_histograms(http))
+
+    async def work_histograms(self, http: aiohttp.ClientSession) -> dict[tuple[str, str], dict[str, float]]:
+        """The worker's batch and commit-time flush duration histograms, by (kind, stream)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        async with http.get(f"{self.url}/metrics") as r:
+            text = await r.text()
+        out: dict[tuple[str, str], dict[str, float]] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name not in ("marketpipe_processor_batch_seconds", "marketpipe_processor_flush_seconds"):
+                continue
+            for sample in family.samples:
+                st = out.setdefault((family.name.split("_")[-2], sample.labels.get("stream", "?")), {})
+                if sample.name.endswith("_bucket"):
+                    st[sample.labels["le"]] = sample.value
+                elif sample.name.endswith(("_count", "_sum")):
+                    st[sample.name.rsplit("_", 1)[1]] = sample.value
+        return out
+
+    @staticmethod
+    def print_work(before: dict[tuple[str, str], dict[str, float]],
+                   after: dict[tuple[str, str], dict[str, float]]) -> None:
+        for (kind, stream), st in sorted(after.items()):
+            old = before.get((kind, stream), {})
+            d = {k: v - old.get(k, 0.0) for k, v in st.items()}
+            count = d.get("count", 0)
+            if count:
+                print(f"  {kind} {stream}: {count:.0f}, mean {1e3 * d['sum'] / count:.2f} ms, over 5/10/20 ms: "
+                      f"{count - d['0.005']:.0f}/{count - d['0.01']:.0f}/{count - d['0.02']:.0f}")
 
     async def probe(self, http: aiohttp.ClientSession, market: str, seq: int, sent: float, out: list[float]) -> None:
         url = f"{self.url}/books/{self.venue}/{market}/top"
@@ -256,11 +317,12 @@ class Bench:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--deltas", type=int, default=200_000)
-    p.add_argument("--trades", type=int, default=100_000)
+    p.add_argument("--deltas", type=int, default=300_000)
+    p.add_argument("--trades", type=int, default=200_000)
     p.add_argument("--markets", type=int, default=20)
     p.add_argument("--rate", type=int, default=5_000)
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--store", default="memory://")
     p.add_argument("--guarantee", default="at_least_once", choices=["at_least_once", "exactly_once"])
     asyncio.run(Bench(p.parse_args()).run())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -17,12 +18,12 @@ from processors.book_stage import BookStage
 from processors.candle_stage import CandleStage
 from processors.context import key_partition
 from processors.settings import ProcessorSettings
-from processors.transport import ProcessorFaustApp
+from processors.transport import ProcessorFaustApp, RawBytesSchema
 from processors.wire import ContractWire, topic_name
 from schemas.topics import ACCOUNT, BOOK, BOOK_TOP, OHLCV, TRADES
 
 log = logging.getLogger(__name__)
-RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+RAW: dict[str, Any] = {"schema": RawBytesSchema()}
 
 
 def faust_security(settings: ProcessorSettings) -> dict[str, Any]:
@@ -75,7 +76,9 @@ class StateFlusher(faust.Sensor):
 
     def on_commit_initiated(self, consumer: Any) -> Any:
         for stage in self.stages:
-            stage.flush()
+            started = time.perf_counter()
+            if stage.flush():
+                metrics.FLUSH_SECONDS.labels(stage.stream).observe(time.perf_counter() - started)
         return None
 
 
@@ -95,6 +98,7 @@ class ProcessorApp:
             consumer_auto_offset_reset=s.processor_offset_reset,
             broker_commit_interval=s.processor_commit_interval_s,
             broker_session_timeout=s.processor_session_timeout_s,
+            stream_processing_timeout=s.processor_stream_processing_timeout_s,
             broker_heartbeat_interval=s.processor_heartbeat_interval_s,
             consumer_group_instance_id=s.processor_group_instance_id,
             stream_recovery_delay=0.0,
@@ -138,9 +142,14 @@ class ProcessorApp:
         batch, within = s.processor_batch_max, s.processor_batch_within_s
 
         def run_stage(stage: Any) -> Any:
+            seconds, sizes = metrics.BATCH_SECONDS.labels(stage.stream), metrics.BATCH_EVENTS.labels(stage.stream)
+
             async def agent(stream: faust.StreamT) -> None:
                 async for events in take_batches(stream, batch, within):
+                    started = time.perf_counter()
                     stage.process(events)
+                    seconds.observe(time.perf_counter() - started)
+                    sizes.observe(len(events))
             agent.__name__ = f"{stage.stream}_agent"
             return agent
 

@@ -15,7 +15,7 @@ Levels are keyed by Decimal price (so "100.0" and "100.00" are one level) and ke
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -37,13 +37,17 @@ Level = tuple[str, str]  # (price text, size text) as the venue wrote them
 
 
 class BookSide:
-    """One side of the book: Decimal price -> (price text, size text), best first on iteration."""
+    """One side of the book: price -> (price text, size text), best first on iteration.
 
-    __slots__ = ("levels", "descending")
+    Bids are keyed by the negated price so both sides are plain ascending SortedDicts (no key function
+    call per operation): the first key is always the best level."""
+
+    __slots__ = ("levels", "descending", "_sign")
 
     def __init__(self, descending: bool) -> None:
         self.descending = descending
-        self.levels: SortedDict = SortedDict((lambda p: -p) if descending else None)
+        self._sign = -1 if descending else 1
+        self.levels: SortedDict = SortedDict()
 
     def clear(self) -> None:
         self.levels.clear()
@@ -54,16 +58,17 @@ class BookSide:
 
     def put(self, price: Decimal, size: Decimal, price_text: str, size_text: str) -> None:
         """Set an already validated level; size 0 deletes it."""
-        if size == 0:
-            self.levels.pop(price, None)
+        key = -price if self.descending else price
+        if size:
+            self.levels[key] = (price_text, size_text)
         else:
-            self.levels[price] = (price_text, size_text)
+            self.levels.pop(key, None)
 
     def best(self) -> tuple[Decimal, Level] | None:
         if not self.levels:
             return None
-        price = self.levels.keys()[0]
-        return price, self.levels[price]
+        key, level = self.levels.peekitem(0)
+        return key * self._sign, level
 
     def top(self, depth: int | None) -> list[Level]:
         values = self.levels.values()
@@ -155,8 +160,8 @@ class OrderBook:
         self.crossed = False
 
     def _is_crossed(self) -> bool:
-        bb, ba = self.bids.best(), self.asks.best()
-        return bb is not None and ba is not None and bb[0] >= ba[0]
+        bids, asks = self.bids.levels, self.asks.levels  # bids keyed by -price: the first keys are the best
+        return bool(bids) and bool(asks) and -bids.keys()[0] >= asks.keys()[0]
 
     # -- views --------------------------------------------------------------------------------------
     def top_fields(self) -> dict[str, Any]:
@@ -212,5 +217,12 @@ def _validated(levels: list[dict[str, str]]) -> list[tuple[Decimal, Decimal, str
     out = []
     for level in levels:
         p, s = level["price"], level["size"]
-        out.append((*_checked(p, s), p, s))
+        try:  # fast path for well-formed levels; anything odd goes through _checked for its error
+            price, size = Decimal(p), Decimal(s)
+            ok = price.is_finite() and size.is_finite() and price > 0 and size >= 0
+        except (InvalidOperation, TypeError, ValueError):
+            ok = False
+        if not ok:
+            price, size = _checked(p, s)
+        out.append((price, size, p, s))
     return out

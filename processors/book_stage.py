@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from faust.types import EventT, TableT, TopicT
@@ -31,6 +32,7 @@ class BookStage(Stage[OrderBook]):
         self.pending: set[bytes] = set()
         self._due_now: set[bytes] = set()
         self._outcomes = {o: metrics.BOOK_OUTCOMES.labels(o.value) for o in Outcome}
+        self._batch_outcomes: Counter[Outcome] = Counter()  # counted per event, added to the metric per batch
         self.ticks_topic, self.partitions = ticks_topic, partitions
 
     def from_state(self, state: dict[str, Any]) -> OrderBook:
@@ -50,7 +52,7 @@ class BookStage(Stage[OrderBook]):
             book = self.cache[key] = OrderBook(record["venue"], record["market"], record["venue_symbol"])
         was_crossed, was_sequence = book.crossed, book.sequence
         result = book.apply(record)
-        self._outcomes[result.outcome].inc()
+        self._batch_outcomes[result.outcome] += 1
         if result.outcome in (Outcome.GAP, Outcome.STALE, Outcome.WAITING):
             log.info("book %s: %s at sequence %s (book sequence %s, offset %s)", key.decode(),
                      result.outcome.value, record.get("sequence"), was_sequence, event.message.offset)
@@ -71,7 +73,12 @@ class BookStage(Stage[OrderBook]):
 
     def process(self, events: list[EventT]) -> None:
         self._due_now.clear()
-        super().process(events)
+        try:
+            super().process(events)
+        finally:
+            for outcome, count in self._batch_outcomes.items():
+                self._outcomes[outcome].inc(count)
+            self._batch_outcomes.clear()
         for key in self._due_now:
             self.publish(key)
 

@@ -27,13 +27,17 @@ class ProcessorSettings(KafkaClientSettings):
     processor_standby_replicas: int = 1
     processor_offset_reset: Literal["earliest", "latest"] = "earliest"  # a new app id builds state from history
     processor_commit_interval_s: float = 2.0
+    # faust logs an error when a partition has data but its stream took no event for this long (a stuck agent)
+    processor_stream_processing_timeout_s: float = 300.0
     processor_session_timeout_s: float = 30.0  # a dead worker's partitions move after this long
     processor_heartbeat_interval_s: float = 3.0
     # static group membership (e.g. the StatefulSet pod name): a restarted worker gets its partitions back
     # at once, without a rebalance, if it returns within the session timeout
     processor_group_instance_id: str | None = None
     processor_batch_max: int = 2000  # events taken from a stream at once
-    processor_batch_within_s: float = 0.002  # longest wait for a batch to fill (adds to event -> queryable)
+    # longest wait for a batch to fill: 0 = fold in whatever is queued (a wait idles a worker that is behind,
+    # and adds to event -> queryable; batches still grow with the backlog)
+    processor_batch_within_s: float = 0.0
     processor_producer_linger_ms: int = 5  # batches changelog and derived-topic writes into fewer requests
     # isolated runs only (benchmarks): prefix for every input/output topic name; schemas stay the same
     processor_topic_prefix: str = ""

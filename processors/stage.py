@@ -34,7 +34,7 @@ class Stage(Generic[S]):
         self.latency = latency
         self.cache: dict[bytes, S] = {}
         self.dirty: dict[bytes, tuple[S, EventT]] = {}  # changed since the last flush, with their last event
-        self.last_offsets: dict[tuple[str, int], int] = {}
+        self.last_offsets: dict[tuple[str, int], int] = {}  # by faust's TP (a (topic, partition) tuple)
         self._latency_hist = metrics.QUERYABLE_LATENCY.labels(self.stream)
         self._events = metrics.EVENTS.labels(self.stream)
         self._malformed = metrics.MALFORMED.labels(self.stream)
@@ -73,38 +73,38 @@ class Stage(Generic[S]):
 
     # -- batches -----------------------------------------------------------------------------------
     def process(self, events: list[EventT]) -> None:
-        dirty = self.dirty
+        dirty, last_offsets, decode, load, fold = self.dirty, self.last_offsets, self.wire.decode, self.load, self.fold
         receive: list[int] = []
         for event in events:
             msg = event.message
-            self.last_offsets[(msg.topic, msg.partition)] = msg.offset
+            offset = msg.offset
+            last_offsets[msg.tp] = offset
             key = msg.key
             try:
                 if self.on_other(event, dirty):
                     continue
                 if not isinstance(key, bytes) or b":" not in key:
                     raise ValueError(f"key {key!r} is not b'<venue>:<id>'")
-                record = self.wire.decode(msg.value)
-                state = self.load(key)
-                if state is not None and msg.offset <= state.last_offset:  # type: ignore[attr-defined]
+                record = decode(msg.value)
+                state = load(key)
+                if state is not None and offset <= state.last_offset:  # type: ignore[attr-defined]
                     self._replayed.inc()
                     continue
-                state = self.fold(key, state, record, event)
+                state = fold(key, state, record, event)
             except Exception as exc:  # malformed input never kills the stream
                 self._malformed.inc()
                 log.warning("%s: skipped malformed event %s: %s: %s", self.stream, describe(event),
                             type(exc).__name__, exc)
                 continue
-            state.last_offset = msg.offset  # type: ignore[attr-defined]
+            state.last_offset = offset  # type: ignore[attr-defined]
             dirty[key] = (state, event)
             receive.append(record["receive_ts"])
         if receive:
             self._events.inc(len(receive))
-        now = wall_us()
-        for ts in receive:
-            seconds = max(0.0, (now - ts) / 1e6)
-            self.latency.add(seconds)
-            self._latency_hist.observe(seconds)
+            now = wall_us()
+            seconds = [max(0.0, (now - ts) / 1e6) for ts in receive]
+            self.latency.samples.extend(seconds)
+            metrics.observe_all(self._latency_hist, seconds)
 
     def flush(self) -> int:
         """Write every changed state to the table (in its source event's partition); returns how many."""

@@ -21,6 +21,10 @@ class FramingError(ValueError):
     """Bytes are not a Confluent-framed Avro message."""
 
 
+class DecodeError(FramingError):
+    """The Avro body of a message is malformed (truncated, trailing bytes, index out of range, bad UTF-8, ...)."""
+
+
 def _violation(record: dict[str, Any], parsed_schema: Any) -> SchemaViolation:
     try:
         validate(record, parsed_schema, raise_errors=True)
