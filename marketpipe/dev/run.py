@@ -75,6 +75,8 @@ def main(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C stops everything even when SIGINT came in ignored (a shell starts background jobs that way)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     own_infra = False
     bootstrap = os.environ.get("MARKETPIPE_KAFKA_BOOTSTRAP")
     registry_url = os.environ.get("MARKETPIPE_REGISTRY_URL")
@@ -132,7 +134,7 @@ def main(args: argparse.Namespace) -> int:
     except ComponentFailed as exc:
         _progress(f"FAILED: {exc}")
         rc = 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # asyncio.run re-raises a twice-cancelled task as is
         _progress("stopping (Ctrl-C)...")
         rc = 0
     finally:
@@ -152,8 +154,8 @@ def _delete_app_topics(bootstrap: str, app_id: str) -> None:
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{app_id}-")]
-        for fut in admin.delete_topics(names, operation_timeout=30).values() if names else ():
-            fut.result()
+        for fut in admin.delete_topics(names, operation_timeout=20, request_timeout=25).values() if names else ():
+            fut.result(timeout=30)
         _progress(f"deleted {len(names)} internal topics of {app_id}")
     except Exception as exc:  # cleanup is best effort; say so
         _progress(f"could not delete the internal topics of {app_id}: {exc}")
