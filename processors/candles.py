@@ -29,6 +29,7 @@ from typing import Any
 from processors.decimal_text import ZERO, parse, ratio, text
 
 CHUNK = 64  # candles per persisted history chunk
+NEVER = 1 << 62  # a deadline no clock (microseconds) reaches
 _UNITS = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
 
 
@@ -50,11 +51,13 @@ class Folded:
 
 class Bucket:
     __slots__ = ("start", "end", "open", "open_ts", "high", "low", "close", "close_ts", "volume",
-                 "quote_volume", "buy_volume", "sell_volume", "count", "last_ts", "revision")
+                 "quote_volume", "buy_volume", "sell_volume", "count", "last_ts", "revision", "high_value",
+                 "low_value")
 
     def __init__(self, start: int, end: int) -> None:
         self.start, self.end = start, end
         self.open = self.high = self.low = self.close = ""
+        self.high_value = self.low_value = ZERO  # high and low as numbers (the texts are what is published)
         self.open_ts = self.close_ts = self.last_ts = 0
         self.volume = self.quote_volume = self.buy_volume = self.sell_volume = ZERO
         self.count = 0
@@ -63,16 +66,17 @@ class Bucket:
     def add(self, ts: int, price_text: str, price: Decimal, size: Decimal, side: str) -> None:
         if self.count == 0:
             self.open = self.high = self.low = self.close = price_text
+            self.high_value = self.low_value = price
             self.open_ts = self.close_ts = ts
         else:
             if ts < self.open_ts:
                 self.open, self.open_ts = price_text, ts
             if ts >= self.close_ts:
                 self.close, self.close_ts = price_text, ts
-            if price > Decimal(self.high):
-                self.high = price_text
-            if price < Decimal(self.low):
-                self.low = price_text
+            if price > self.high_value:
+                self.high, self.high_value = price_text, price
+            if price < self.low_value:
+                self.low, self.low_value = price_text, price
         self.volume += size
         self.quote_volume += price * size
         if side == "BUY":
@@ -98,15 +102,22 @@ class Bucket:
     def from_state(cls, s: list[Any]) -> Bucket:
         b = cls(s[0], s[1])
         (b.open, b.open_ts, b.high, b.low, b.close, b.close_ts) = s[2:8]
+        if b.high:
+            b.high_value, b.low_value = Decimal(b.high), Decimal(b.low)
         b.volume, b.quote_volume, b.buy_volume, b.sell_volume = (Decimal(x) for x in s[8:12])
         b.count, b.last_ts, b.revision = s[12], s[13], s[14]
         return b
 
 
 class CandleSeries:
-    """The open (not yet final) buckets and the recent published candles of one market and interval."""
+    """The open (not yet final) buckets and the recent published candles of one market and interval.
 
-    __slots__ = ("name", "length", "buckets", "final_before", "history", "dirty_chunks")
+    `due` and `finalize` run for every trade; they scan the buckets only once the clock has reached the
+    earliest end of an unpublished bucket (`_due_at`) or of a published one plus grace (`_final_at`), which
+    every change to the buckets keeps up to date. `scan_always` turns that off (tests compare both ways)."""
+
+    __slots__ = ("name", "length", "buckets", "final_before", "history", "dirty_chunks", "_due_at", "_final_at")
+    scan_always = False
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -115,6 +126,12 @@ class CandleSeries:
         self.final_before = 0  # buckets starting before this are final
         self.history: list[dict[str, Any]] = []  # published candles (latest revision), oldest first
         self.dirty_chunks: set[int] = set()  # history chunks changed since the last persist
+        self._due_at = self._final_at = NEVER  # earliest end of an unpublished / a published bucket
+
+    def reindex(self) -> None:
+        """Recompute both deadlines from the buckets (after loading them from state)."""
+        self._due_at = min((b.end for b in self.buckets.values() if b.revision < 0), default=NEVER)
+        self._final_at = min((b.end for b in self.buckets.values() if b.revision >= 0), default=NEVER)
 
     def bucket_for(self, ts: int, clock: int, grace: int) -> Bucket | None:
         start = ts - ts % self.length
@@ -123,17 +140,30 @@ class CandleSeries:
         bucket = self.buckets.get(start)
         if bucket is None:
             bucket = self.buckets[start] = Bucket(start, start + self.length)
+            self._due_at = min(self._due_at, bucket.end)
         return bucket
 
     def due(self, clock: int, close_delay: int) -> list[Bucket]:
-        """Unpublished buckets whose end the clock has passed (by close_delay), oldest first."""
-        return sorted((b for b in self.buckets.values() if b.revision < 0 and b.end + close_delay <= clock),
-                      key=lambda b: b.start)
+        """Unpublished buckets whose end the clock has passed (by close_delay), oldest first. The caller
+        publishes every one of them (`published`)."""
+        if self._due_at + close_delay > clock and not self.scan_always:
+            return []
+        due = sorted((b for b in self.buckets.values() if b.revision < 0 and b.end + close_delay <= clock),
+                     key=lambda b: b.start)
+        self._due_at = min((b.end for b in self.buckets.values() if b.revision < 0 and b.end + close_delay > clock),
+                           default=NEVER)
+        return due
+
+    def published(self, bucket: Bucket) -> None:
+        self._final_at = min(self._final_at, bucket.end)
 
     def finalize(self, clock: int, grace: int) -> None:
+        if self._final_at + grace > clock and not self.scan_always:
+            return
         for start in [s for s, b in self.buckets.items() if b.end + grace <= clock and b.revision >= 0]:
             bucket = self.buckets.pop(start)
             self.final_before = max(self.final_before, bucket.end)
+        self._final_at = min((b.end for b in self.buckets.values() if b.revision >= 0), default=NEVER)
 
     def chunk_of(self, start_ts: int) -> int:
         """History is persisted in chunks of CHUNK candles, so a new candle rewrites one small chunk."""
@@ -236,6 +266,7 @@ class MarketCandles:
 
     def _publish(self, series: CandleSeries, bucket: Bucket, wall_now: int) -> dict[str, Any]:
         bucket.revision += 1
+        series.published(bucket)
         record = {
             "event_id": f"{self.venue}:{self.market}:ohlcv:{series.name}:{bucket.start}:{bucket.revision}",
             "venue": self.venue, "market": self.market, "venue_symbol": self.venue_symbol,
@@ -279,4 +310,5 @@ class MarketCandles:
             series.final_before = s["final_before"]
             series.history = [c for chunk in s.get("chunks", []) for c in load_chunk(name, chunk)]
             series.buckets = {b[0]: Bucket.from_state(b) for b in (s["buckets"])}
+            series.reindex()
         return mc

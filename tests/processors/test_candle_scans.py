@@ -1,0 +1,88 @@
+"""Candle bookkeeping that skips bucket scans (CandleSeries deadlines) publishes exactly what scanning the
+buckets on every trade publishes: random streams with late, out-of-order and duplicate trades, idle timer
+ticks and state round trips mid-stream, run both ways."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+
+from processors.candles import CandleSeries, MarketCandles
+
+S = 1_000_000
+INTERVALS = ["1s", "10s", "1m"]
+OPTS: dict[str, Any] = {"grace_us": 3 * S, "close_delay_us": 200_000, "history": 50, "dedup_window": 64}
+
+
+def run(steps: list[tuple[str, Any]]) -> list[Any]:
+    """Feed the steps to a MarketCandles; everything it says (records, late intervals, duplicates, state)."""
+    mc = MarketCandles("v", "m", INTERVALS, **OPTS)
+    out: list[Any] = []
+    for kind, arg in steps:
+        if kind == "trade":
+            trade, wall = arg
+            folded = mc.add_trade(trade, wall)
+            out.append(("trade", folded.records, folded.late_intervals, folded.duplicate))
+        elif kind == "timer":
+            wall, idle_since = arg
+            out.append(("timer", mc.on_timer(wall, idle_since)))
+        else:  # persist and load again, as a restarted worker does
+            chunks = {(name, c): s.chunk(c) for name, s in mc.series.items() for c in s.chunks()}
+            state = orjson.loads(orjson.dumps(mc.to_state()))
+            mc = MarketCandles.from_state(state, INTERVALS, **OPTS, load_chunk=lambda n, c, ch=chunks: ch[(n, c)])
+        out.append(("state", orjson.loads(orjson.dumps(mc.to_state()))))
+    return out
+
+
+def random_steps(rng: random.Random, n: int) -> list[tuple[str, Any]]:
+    steps: list[tuple[str, Any]] = []
+    ts, wall, ids = 1_000 * S, 50 * S, []
+    for i in range(n):
+        r = rng.random()
+        wall += rng.choice((1_000, 50_000, 400_000, 2 * S))
+        if r < 0.08:
+            steps.append(("timer", (wall, rng.choice((0, wall - S)))))
+        elif r < 0.10:
+            steps.append(("reload", None))
+        else:
+            ts += rng.choice((0, 1_000, 300_000, 1_500_000, 12 * S))
+            late = rng.random() < 0.2
+            when = ts - rng.choice((100_000, 1_200_000, 2_900_000, 4 * S, 20 * S)) if late else ts
+            eid = rng.choice(ids) if ids and rng.random() < 0.05 else f"t{i}"
+            ids.append(eid)
+            trade = {"event_id": eid, "exchange_ts": when, "price": f"{rng.randint(90, 110)}.{rng.randint(0, 99)}",
+                     "size": f"0.{rng.randint(1, 999):03d}", "side": rng.choice(("BUY", "SELL"))}
+            steps.append(("trade", (trade, wall)))
+    return steps
+
+
+def test_deadline_skips_publish_exactly_what_full_scans_publish() -> None:
+    rng = random.Random(20261125)
+    published = 0
+    for _ in range(40):
+        steps = random_steps(rng, 400)
+        CandleSeries.scan_always = True
+        try:
+            reference = run(steps)
+        finally:
+            CandleSeries.scan_always = False
+        assert run(steps) == reference
+        published += sum(len(o[1]) for o in reference if o[0] in ("trade", "timer"))
+    assert published > 1_000  # the streams really close, amend and finalize candles
+
+
+def test_high_and_low_by_value_keep_the_venue_text() -> None:
+    mc = MarketCandles("v", "m", ["1s"], **OPTS)
+    t0 = 1_000 * S
+    for i, price in enumerate(["100.0", "99.50", "100.00", "101", "99.5", "100.999"]):
+        mc.add_trade({"event_id": str(i), "exchange_ts": t0 + i, "price": price, "size": "1", "side": "BUY"}, 0)
+    [candle] = mc.add_trade({"event_id": "x", "exchange_ts": t0 + S, "price": "1", "size": "1"}, 0).records
+    # the first text of the extreme value wins: 99.50 came before 99.5
+    assert (candle["open"], candle["high"], candle["low"], candle["close"]) == ("100.0", "101", "99.50", "100.999")
+    # after a reload, a late trade amends the candle against the restored high and low values
+    again = MarketCandles.from_state(orjson.loads(orjson.dumps(mc.to_state())), ["1s"], **OPTS)
+    [amended] = again.add_trade({"event_id": "late", "exchange_ts": t0 + 7, "price": "99.4", "size": "1",
+                                 "side": "SELL"}, 0).records
+    assert (amended["revision"], amended["high"], amended["low"]) == (1, "101", "99.4")
