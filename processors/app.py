@@ -99,6 +99,7 @@ class ProcessorApp:
             broker_commit_interval=s.processor_commit_interval_s,
             broker_session_timeout=s.processor_session_timeout_s,
             stream_processing_timeout=s.processor_stream_processing_timeout_s,
+            fetch_max_wait_ms=s.processor_fetch_max_wait_ms,
             broker_heartbeat_interval=s.processor_heartbeat_interval_s,
             consumer_group_instance_id=s.processor_group_instance_id,
             stream_recovery_delay=0.0,
