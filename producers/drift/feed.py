@@ -24,7 +24,7 @@ import json
 import logging
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +54,10 @@ class _Market:
     last_slot: int | None = None  # highest slot seen (kept across reconnects)
     published_slot: int | None = None  # slot of the SNAPSHOT downstream holds (None after a RESET)
     epoch: int = 0  # RESETs published so far: part of SNAPSHOT ids so a re-sent slot is a new event
+    id_prefix: str = field(init=False)  # "drift:<market>:book:S:": built once, not per snapshot
+
+    def __post_init__(self) -> None:
+        self.id_prefix = f"drift:{self.spec.market}:book:S:"
 
 
 class FillDeduplicator:
@@ -198,13 +202,14 @@ class DriftFeed(Feed):
             return
         # hot path: convert + validate + encode in one pass over the wire's level dicts
         wbids, wasks = d["bids"], d["asks"]
-        value = encoder.encode_wire(f"drift:{market.spec.market}:book:S:{slot}:{market.epoch}", exchange_ts, receive_ts,
-                                    slot, market.published_slot, wbids, wasks)
+        value = encoder.encode_wire(f"{market.id_prefix}{slot}:{market.epoch}", exchange_ts, receive_ts, slot,
+                                    market.published_slot, wbids, wasks)
+        counts = self.metrics.counts  # = metrics.inc(), inlined on the hot path
         if wbids and wasks and wbids[0]["price"] >= wasks[0]["price"]:
-            self.metrics.inc("crossed", channel)  # the DLOB shows crossed levels on purpose; counted, kept
+            counts[("crossed", channel)] += 1  # the DLOB shows crossed levels on purpose; counted, kept
         assert self.publisher is not None
         await self.publisher.publish(BOOK, market.key, value, stamp=exchange_ts / 1e6)
-        self.metrics.inc("events_out", channel)
+        counts[("events_out", channel)] += 1
         market.last_slot = slot
         market.published_slot = slot
 
@@ -219,7 +224,7 @@ class DriftFeed(Feed):
         if bids and asks and bids[0][0] >= asks[0][0]:
             self.metrics.inc("crossed", channel)  # the DLOB shows crossed levels on purpose; counted, kept
         spec = market.spec
-        event_id = f"drift:{spec.market}:book:S:{slot}:{market.epoch}"
+        event_id = f"{market.id_prefix}{slot}:{market.epoch}"
         if market.encoder is not None:
             value = market.encoder.encode(event_id, exchange_ts, receive_ts, slot, market.published_slot, bids, asks)
         else:

@@ -29,8 +29,8 @@ _SNAPSHOT = b"\x00"  # enum index 0
 _CACHE_MAX = 200_000
 
 
-def _zigzag_varint(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
+def _varint(z: int) -> bytes:
+    """Base-128 varint of a non-negative ``z``, little end first (the reference for the tables below)."""
     out = bytearray()
     while z > 0x7F:
         out.append((z & 0x7F) | 0x80)
@@ -39,7 +39,12 @@ def _zigzag_varint(n: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [_zigzag_varint(i) for i in range(4096)]
+# Timestamps and slots are 7-8 byte varints on every snapshot: emitting them 14 bits (two bytes) per table
+# lookup halves the cost of the bit-by-bit loop. _MID14[i]: the two bytes of 14 bits with more to follow;
+# _LAST14[i]: the final group(s) of a varint whose remaining value is i.
+_MID14 = [bytes(((i & 0x7F) | 0x80, (i >> 7) | 0x80)) for i in range(1 << 14)]
+_LAST14 = [_varint(i) for i in range(1 << 14)]
+_SMALL = [_varint(i << 1) for i in range(4096)]
 
 
 def zigzag_varint(n: int) -> bytes:
@@ -47,12 +52,14 @@ def zigzag_varint(n: int) -> bytes:
     if 0 <= n < 4096:
         return _SMALL[n]
     z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
+    if z < 16384:
+        return _LAST14[z]
+    parts = []
+    while z >= 16384:
+        parts.append(_MID14[z & 0x3FFF])
+        z >>= 14
+    parts.append(_LAST14[z])
+    return b"".join(parts)
 
 
 def avro_string(text: str) -> bytes:
