@@ -38,19 +38,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from marketpipe.infra.ports import free_port  # noqa: E402
+from marketpipe.infra.processes import rss_mb  # noqa: E402
 from producers.drift import DriftFeed, DriftSettings  # noqa: E402
 from producers.publisher import KafkaPublisher  # noqa: E402
 from schemas.registry import ContractRegistry  # noqa: E402
 
 TARGET = 30_000  # frames per CPU-second into Kafka (issue 3)
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Simulator:

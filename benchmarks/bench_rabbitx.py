@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from marketpipe.infra.ports import free_port  # noqa: E402
+from marketpipe.infra.processes import rss_mb  # noqa: E402
 from producers.core.emitter import FEED_TOPICS  # noqa: E402
 from producers.core.runtime import prepare_process  # noqa: E402
 from producers.publisher import KafkaPublisher  # noqa: E402
@@ -43,14 +44,6 @@ from producers.rabbitx import RabbitXFeed, RabbitXSettings  # noqa: E402
 from schemas.registry import ContractRegistry  # noqa: E402
 
 log = logging.getLogger("bench_rabbitx")
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def start_sim(rate: float, seconds: float, market: str, batch: int = 1) -> tuple[subprocess.Popen[str], dict]:

@@ -82,19 +82,15 @@ class ShortPollConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     of the backlog goes out at most that much later; the price is that many empty fetches per second per
     broker while the worker is idle."""
 
-    fetch_max_wait_ms = 1500
-
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read by the Fetcher created at start()
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read by the Fetcher created at start()
         return consumer
 
 
 class FastDrainConsumer(aiokafka_driver.Consumer):
     def _new_consumer_thread(self) -> Any:
-        thread = ShortPollConsumerThread(self, loop=self.loop, beacon=self.beacon)
-        thread.fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", thread.fetch_max_wait_ms)
-        return thread
+        return ShortPollConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - exercised end to end
         # faust 0.15.3 Consumer._drain_messages, except how the callback is awaited (see the module doc)
@@ -211,7 +207,7 @@ class ProcessorFaustApp(faust.App):
     """faust.App on the aiokafka transport with FastDrainConsumer (the broker URL is always kafka://);
     `fetch_max_wait_ms` is the consumer's fetch long-poll (see ShortPollConsumerThread)."""
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         super().__init__(*args, **kwargs)
 

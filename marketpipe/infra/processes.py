@@ -76,6 +76,18 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process in MB (Linux /proc; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def stop_pid(pid: int, timeout: float = 30.0) -> None:
     """SIGTERM the process group, wait, then SIGKILL. Reaps our own children."""
     for sig in (signal.SIGTERM, signal.SIGKILL):

@@ -33,7 +33,7 @@ from aiohttp import WSMsgType, web
 
 from simulators.binance.account import SimAccount, SimFill, SimOrder
 from simulators.binance.market import MarketModel, SimCandle, StepResult
-from simulators.http import serve_app
+from simulators.http import json_response, serve_app
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class BinanceSimulator:
                 "permissions": [], "permissionSets": [["SPOT"]], "defaultSelfTradePreventionMode": "NONE",
                 "allowedSelfTradePreventionModes": ["NONE"],
             })
-        return _json({"timezone": "UTC", "serverTime": self._now_ms(), "rateLimits": [], "exchangeFilters": [],
+        return json_response({"timezone": "UTC", "serverTime": self._now_ms(), "rateLimits": [], "exchangeFilters": [],
                       "symbols": symbols})
 
     async def _depth(self, request: web.Request) -> web.Response:
@@ -121,35 +121,35 @@ class BinanceSimulator:
         symbol = request.query.get("symbol", "")
         m = self.markets.get(symbol)
         if m is None:
-            return _json({"code": -1121, "msg": "Invalid symbol."}, status=400)
+            return json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
         limit = int(request.query.get("limit", "100"))
         bids, asks = m.book_text(limit)
-        return _json({"lastUpdateId": self.update_ids[symbol], "bids": bids, "asks": asks})
+        return json_response({"lastUpdateId": self.update_ids[symbol], "bids": bids, "asks": asks})
 
     async def _sim_top(self, request: web.Request) -> web.Response:
         """Debug: the true top of book of ``market`` (a symbol like BTCUSDT), exact decimal text."""
         symbol = request.query.get("market", "")
         m = self.markets.get(symbol)
         if m is None:
-            return _json({"error": f"unknown market {symbol!r}"}, status=404)
+            return json_response({"error": f"unknown market {symbol!r}"}, status=404)
         bid = m.sorted_bids(1)[0] if m.bids else None
         ask = m.sorted_asks(1)[0] if m.asks else None
-        return _json({"market": symbol, "best_bid": m.px(bid[0]) if bid else None,
+        return json_response({"market": symbol, "best_bid": m.px(bid[0]) if bid else None,
                       "best_ask": m.px(ask[0]) if ask else None, "bid_size": m.sz(bid[1]) if bid else None,
                       "ask_size": m.sz(ask[1]) if ask else None})
 
     async def _empty(self, request: web.Request) -> web.Response:
-        return _json({})
+        return json_response({})
 
     async def _empty_list(self, request: web.Request) -> web.Response:
         self.requests[request.path] += 1
-        return _json([])
+        return json_response([])
 
     async def _no_symbols(self, request: web.Request) -> web.Response:
-        return _json({"timezone": "UTC", "serverTime": self._now_ms(), "rateLimits": [], "symbols": []})
+        return json_response({"timezone": "UTC", "serverTime": self._now_ms(), "rateLimits": [], "symbols": []})
 
     async def _time(self, request: web.Request) -> web.Response:
-        return _json({"serverTime": self._now_ms()})
+        return json_response({"serverTime": self._now_ms()})
 
     def _now_ms(self) -> int:
         return max((m.now_ms for m in self.markets.values()), default=0)
@@ -388,7 +388,3 @@ class BinanceSimulator:
                 "c": last.price, "Q": last.size, "b": m.px(bid[0]), "B": m.sz(bid[1]), "a": m.px(ask[0]),
                 "A": m.sz(ask[1]), "o": first.price, "h": high, "l": lowp, "v": volume, "q": "0",
                 "O": m.start_ms, "C": ts_ms, "F": first.trade_id, "L": last.trade_id, "n": len(m.trades)}))
-
-
-def _json(body: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")

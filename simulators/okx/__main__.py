@@ -13,6 +13,7 @@ import argparse
 import asyncio
 
 from simulators.binance import MarketModel
+from simulators.cex_cli import drive, parser
 from simulators.okx import OkxSimulator
 
 
@@ -20,36 +21,13 @@ async def run(args: argparse.Namespace) -> None:
     models = [MarketModel(s.replace("/", "-"), *s.split("/"), seed=i + 1, price_decimals=1)
               for i, s in enumerate(args.markets)]
     sim = OkxSimulator(models, api_key=args.api_key, secret=args.secret, passphrase=args.passphrase, port=args.port)
-    await sim.start()
-    print(f"okx simulator on {sim.rest_url} (ws {sim.ws_url}) for {args.duration:.0f}s", flush=True)
-    loop = asyncio.get_running_loop()
-    end = loop.time() + args.duration
-    n = 0
-    try:
-        while loop.time() < end:
-            n += 1
-            for m in models:
-                if args.gap_every and n % args.gap_every == 0:
-                    sim.gap_next(m.symbol)
-                if args.corrupt_every and n % args.corrupt_every == 0:
-                    sim.corrupt_next(m.symbol)
-            if args.drop_every and n % args.drop_every == 0:
-                await sim.disconnect_all()
-            await sim.step()
-            await asyncio.sleep(1 / args.rate)
-    finally:
-        await sim.stop()
+    await drive(sim, "okx", [m.symbol for m in models], args,
+                [(args.gap_every, sim.gap_next), (args.corrupt_every, sim.corrupt_next)])
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", type=int, default=18766)
-    p.add_argument("--markets", nargs="+", default=["BTC/USDT"])
-    p.add_argument("--rate", type=float, default=10.0)
-    p.add_argument("--duration", type=float, default=600.0)
-    p.add_argument("--gap-every", type=int, default=0)
+    p = parser(__doc__, 18766)
     p.add_argument("--corrupt-every", type=int, default=0)
-    p.add_argument("--drop-every", type=int, default=0)
     p.add_argument("--api-key", default="sim-key")
     p.add_argument("--secret", default="sim-secret")
     p.add_argument("--passphrase", default="sim-pass")

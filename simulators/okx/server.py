@@ -31,7 +31,7 @@ from aiohttp import WSMsgType, web
 
 from simulators.binance.account import SimAccount, SimFill, SimOrder
 from simulators.binance.market import LevelChange, MarketModel, StepResult
-from simulators.http import serve_app
+from simulators.http import json_response, serve_app
 
 log = logging.getLogger(__name__)
 
@@ -112,26 +112,26 @@ class OkxSimulator:
                     "lotSz": m.sz(m.lot), "minSz": m.sz(m.lot), "ctType": "", "alias": "", "state": "live",
                     "maxLmtSz": "9999999999", "maxMktSz": "1000000", "maxTwapSz": "", "maxIcebergSz": "",
                     "maxTriggerSz": "", "maxStopSz": "", "ruleType": "normal"})
-        return _json({"code": "0", "msg": "", "data": data})
+        return json_response({"code": "0", "msg": "", "data": data})
 
     async def _sim_top(self, request: web.Request) -> web.Response:
         """Debug: the true top of book of ``market`` (an instId like BTC-USDT), exact decimal text."""
         inst_id = request.query.get("market", "")
         m = self.markets.get(inst_id)
         if m is None:
-            return _json({"error": f"unknown market {inst_id!r}"}, status=404)
+            return json_response({"error": f"unknown market {inst_id!r}"}, status=404)
         bid = m.sorted_bids(1)[0] if m.bids else None
         ask = m.sorted_asks(1)[0] if m.asks else None
-        return _json({"market": inst_id, "best_bid": m.px(bid[0]) if bid else None,
+        return json_response({"market": inst_id, "best_bid": m.px(bid[0]) if bid else None,
                       "best_ask": m.px(ask[0]) if ask else None, "bid_size": m.sz(bid[1]) if bid else None,
                       "ask_size": m.sz(ask[1]) if ask else None})
 
     async def _time(self, request: web.Request) -> web.Response:
-        return _json({"code": "0", "msg": "", "data": [{"ts": str(self._now_ms())}]})
+        return json_response({"code": "0", "msg": "", "data": [{"ts": str(self._now_ms())}]})
 
     async def _currencies(self, request: web.Request) -> web.Response:
         self.requests[request.path] += 1
-        return _json({"code": "0", "msg": "", "data": []})
+        return json_response({"code": "0", "msg": "", "data": []})
 
     def _now_ms(self) -> int:
         return max((m.now_ms for m in self.markets.values()), default=0)
@@ -376,7 +376,3 @@ class OkxSimulator:
 
 def _text(value: Decimal) -> str:
     return format(value, "f")
-
-
-def _json(body: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
