@@ -29,7 +29,7 @@ def sample_events() -> dict[str, dict[str, Any]]:
     px = str(Decimal("65289.20"))
     return {
         "trade": {**base, "event_id": f"smoke:trade:{uuid.uuid4()}", "trade_id": "1", "price": px,
-                  "size": "0.00100000", "side": "BUY", "liquidation": None},
+                  "size": "0.00100000", "side": "BUY", "liquidation": None, "gap": None},
         "book": {**base, "event_id": f"smoke:book:{uuid.uuid4()}", "kind": "SNAPSHOT", "sequence": 1,
                  "prev_sequence": None, "checksum": None, "bids": [{"price": px, "size": "1.5"}],
                  "asks": [{"price": "65289.30", "size": "2"}], "reason": None},

@@ -87,8 +87,48 @@ class EventEmitter:
             "venue": self.venue, "market": market, "venue_symbol": venue_symbol,
             "exchange_ts": exchange_ts, "receive_ts": receive_ts, "trade_id": str(trade_id),
             "price": decimal_text(price), "size": decimal_text(size), "side": side, "liquidation": liquidation,
+            "gap": None,
         }
         await self.emit(TRADES, self._key(market), record, channel)
+
+    async def trade_gap(self, market: str, venue_symbol: str, *, reason: str, from_ts: int, to_ts: int,
+                        receive_ts: int, after_id: str | None = None, before_id: str | None = None,
+                        missing_count: int | None = None, channel: str = "trades") -> None:
+        """A gap marker in the trades topic: trades of ``market`` may be missing in ``[from_ts, to_ts]``
+        (between venue ids ``after_id`` and ``before_id`` when known). Publish it where the hole is, in
+        per-market order, only for what could not be recovered. Counted as ``gap_markers`` (per channel)
+        and ``missing_events`` (the known count)."""
+        gap = _gap(reason, after_id, before_id, missing_count, from_ts, to_ts)
+        record = {
+            "event_id": stable_id(self.venue, market, "trade-gap", reason, after_id, before_id, from_ts, to_ts),
+            "venue": self.venue, "market": market, "venue_symbol": venue_symbol,
+            "exchange_ts": to_ts, "receive_ts": receive_ts, "trade_id": f"gap:{after_id}:{before_id}",
+            "price": "0", "size": "0", "side": "UNKNOWN", "liquidation": None, "gap": gap,
+        }
+        await self.emit(TRADES, self._key(market), record, channel)
+        self._count_gap(channel, missing_count)
+
+    async def account_gap(self, account: str, *, kind: str, reason: str, from_ts: int, to_ts: int,
+                          receive_ts: int, market: str = "*", venue_symbol: str = "*",
+                          after_id: str | None = None, before_id: str | None = None,
+                          missing_count: int | None = None, channel: str = "account") -> None:
+        """A gap marker in the account topic: events of ``kind`` (ORDER, FILL, ...) of ``account`` (in
+        ``market``, or ``"*"``) may be missing in ``[from_ts, to_ts]``. No payload field is set."""
+        gap = _gap(reason, after_id, before_id, missing_count, from_ts, to_ts)
+        record: dict[str, Any] = {
+            "event_id": stable_id(self.venue, account, "account-gap", kind, market, reason, after_id, before_id,
+                                  from_ts, to_ts),
+            "venue": self.venue, "market": market, "venue_symbol": venue_symbol, "exchange_ts": to_ts,
+            "receive_ts": receive_ts, "account": account, "kind": kind,
+            "balance": None, "order": None, "fill": None, "position": None, "gap": gap,
+        }
+        await self.emit(ACCOUNT, account_key(self.venue, account), record, channel)
+        self._count_gap(channel, missing_count)
+
+    def _count_gap(self, channel: str, missing_count: int | None) -> None:
+        self.metrics.inc("gap_markers", channel)
+        if missing_count:
+            self.metrics.inc("missing_events", channel, missing_count)
 
     async def ticker(self, market: str, venue_symbol: str, *, exchange_ts: int, receive_ts: int,
                      channel: str = "ticker", **fields: Any) -> None:
@@ -130,9 +170,20 @@ class EventEmitter:
         record: dict[str, Any] = {
             "venue": self.venue, "market": market, "venue_symbol": venue_symbol, "exchange_ts": exchange_ts,
             "receive_ts": receive_ts, "account": account, "kind": kind,
-            "balance": None, "order": None, "fill": None, "position": None,
+            "balance": None, "order": None, "fill": None, "position": None, "gap": None,
         }
         record[kind.lower()] = payload
         record["event_id"] = event_id or content_id(stable_id(self.venue, account, kind.lower()), record,
                                                     exclude=("receive_ts", "event_id", "exchange_ts"))
         await self.emit(ACCOUNT, account_key(self.venue, account), record, channel)
+
+
+def _gap(reason: str, after_id: str | None, before_id: str | None, missing_count: int | None, from_ts: int,
+         to_ts: int) -> dict[str, Any]:
+    if not reason:
+        raise ValueError("a gap marker needs a reason")
+    if to_ts < from_ts:
+        raise ValueError(f"gap window ends before it starts: {from_ts} > {to_ts}")
+    return {"reason": reason, "after_id": None if after_id is None else str(after_id),
+            "before_id": None if before_id is None else str(before_id), "missing_count": missing_count,
+            "from_ts": from_ts, "to_ts": to_ts}

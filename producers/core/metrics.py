@@ -17,6 +17,9 @@ in the default Prometheus registry turns the counts of every live ``FeedMetrics`
 ``marketpipe_feed_crossed_total``               crossed books detected
 ``marketpipe_feed_heartbeats_total``            venue pings/heartbeats received
 ``marketpipe_feed_exact_reparses_total``        messages re-read with Decimal numbers (money as JSON numbers)
+``marketpipe_feed_gap_markers_total``           gap markers published in trades/account topics
+``marketpipe_feed_missing_events_total``        events known missing (the markers' counts)
+``marketpipe_feed_recovered_events_total``      events missed live and recovered (REST replay)
 ``marketpipe_feed_last_message_age_seconds``    age of the last message per channel (gauge)
 ``marketpipe_feed_connected``                   1 while connected and subscribed (gauge)
 =============================================  ===========================================================
@@ -44,6 +47,9 @@ SERIES: dict[str, tuple[str, str]] = {  # count name -> (metric name without _to
     "crossed": ("marketpipe_feed_crossed", "Crossed books detected"),
     "heartbeats": ("marketpipe_feed_heartbeats", "Venue heartbeats/pings received"),
     "reparsed": ("marketpipe_feed_exact_reparses", "Messages re-read with exact decimals"),
+    "gap_markers": ("marketpipe_feed_gap_markers", "Gap markers published (events may be missing)"),
+    "missing_events": ("marketpipe_feed_missing_events", "Events known missing (covered by gap markers)"),
+    "recovered": ("marketpipe_feed_recovered_events", "Events missed live and recovered from the venue (REST)"),
 }
 _LIVE: weakref.WeakSet[FeedMetrics] = weakref.WeakSet()
 
