@@ -25,12 +25,12 @@ def cmd_infra(args: argparse.Namespace) -> int:
     elif args.action == "down":
         stack.down(_progress)
     else:
-        state = stack.status()
-        if state is None:
+        current = stack.status()
+        if current is None:
             print("not running")
             return 1
-        print(json.dumps(state, indent=2))
-        return 0 if state["kafka_alive"] and state["registry_alive"] else 1
+        print(json.dumps(current, indent=2))
+        return 0 if current["kafka_alive"] and current["registry_alive"] else 1
     return 0
 
 

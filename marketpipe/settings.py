@@ -64,7 +64,7 @@ class KafkaClientSettings(BaseSettings):
 
     def librdkafka_security(self) -> dict[str, str]:
         """The same options for confluent-kafka's AdminClient."""
-        conf = {"security.protocol": self.kafka_security_protocol}
+        conf: dict[str, str] = {"security.protocol": self.kafka_security_protocol}
         if self.kafka_sasl_mechanism:
             conf["sasl.mechanism"] = self.kafka_sasl_mechanism
         if self.kafka_sasl_username:

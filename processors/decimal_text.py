@@ -35,4 +35,5 @@ def ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
     result = RATIO_CONTEXT.divide(numerator, denominator)
     normalized = result.normalize(RATIO_CONTEXT)
     # normalize() may give an exponent form like 1E+2: requantize to an integer exponent
-    return normalized.quantize(Decimal(1)) if normalized.as_tuple().exponent > 0 else normalized
+    exponent = normalized.as_tuple().exponent  # an int for a finite value ('n'/'N'/'F' only for NaN/inf)
+    return normalized.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else normalized

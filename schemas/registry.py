@@ -77,6 +77,8 @@ class ContractRegistry:
         if framer is None:
             spec = BY_SCHEMA[schema]
             found = self.client.lookup_schema(spec.subject, Schema(contracts.schema_text(schema), "AVRO"))
+            if found.schema_id is None:
+                raise SchemaRegistryError(404, 40403, f"no schema id for {spec.subject} in the lookup answer")
             framer = self._remember(spec, found.schema_id)
         return framer
 
@@ -92,6 +94,8 @@ class ContractRegistry:
             import fastavro
 
             text = self.client.get_schema(schema_id).schema_str
+            if text is None:
+                raise SchemaRegistryError(404, 40403, f"schema id {schema_id} has no schema text")
             framer = AvroFramer(schema_id, fastavro.parse_schema(json.loads(text)))
             self._by_id[schema_id] = framer
         return framer.decode(data)

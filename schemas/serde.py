@@ -57,7 +57,10 @@ class AvroFramer:
         schema_id = read_schema_id(data)
         if schema_id != self.schema_id:
             raise FramingError(f"schema id {schema_id} != expected {self.schema_id}")
-        return schemaless_reader(io.BytesIO(data[5:]), self.parsed, self.parsed)
+        record = schemaless_reader(io.BytesIO(data[5:]), self.parsed, self.parsed)
+        if not isinstance(record, dict):
+            raise FramingError(f"schema id {schema_id} is not a record schema")
+        return record
 
 
 def read_schema_id(data: bytes) -> int:

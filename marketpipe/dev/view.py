@@ -113,15 +113,15 @@ class PipelineWatcher:
         self._last_totals = (now, totals)
         self.state.totals = totals
         if self.group_id:
-            self.state.lag = self._lag(ends)
+            self.state.lag = self._lag(self.group_id, ends)
         for venue, url in self.metrics_urls.items():
             self.state.feeds[venue] = scrape_feed_counters(url)
 
-    def _lag(self, ends: dict[tuple[str, int], int]) -> int | None:
+    def _lag(self, group_id: str, ends: dict[tuple[str, int], int]) -> int | None:
         from confluent_kafka import ConsumerGroupTopicPartitions
 
         try:
-            futs = self._admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(self.group_id)])
+            futs = self._admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group_id)])
             result = next(iter(futs.values())).result()
         except Exception:
             return None

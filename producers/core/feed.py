@@ -281,9 +281,9 @@ class Feed:
                     raise errors[reader]  # type: ignore[misc]
                 if watchdog in errors:
                     raise errors[watchdog]  # type: ignore[misc]
-                exc = errors.get(opener)
-                if exc is not None and not isinstance(exc, ConnectionClosed):
-                    raise exc  # a closed connection is reported by the reader, with its close code
+                failure = errors.get(opener)
+                if failure is not None and not isinstance(failure, ConnectionClosed):
+                    raise failure  # a closed connection is reported by the reader, with its close code
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd is not None else None
             return await self._closed(code, exc.rcvd.reason if exc.rcvd is not None else "")

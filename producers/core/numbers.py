@@ -89,7 +89,8 @@ def to_micros(ts: Any) -> int:
         ts = Decimal(ts)
     if isinstance(ts, bool) or not isinstance(ts, int | float | Decimal):
         raise ValueError(f"not a timestamp: {ts!r}")
-    v = abs(ts)
+    number: int | float | Decimal = ts
+    v = number if number >= 0 else -number
     if v < 10**11:  # seconds (until year 5138)
         return int(Decimal(str(ts)) * 1_000_000) if not isinstance(ts, int) else ts * 1_000_000
     if v < 10**14:  # milliseconds

@@ -48,9 +48,10 @@ def run_feed_service(make_feed: Callable[[], Feed], *, log_level: str, name: str
         except asyncio.CancelledError:
             log.info("%s: stopped by signal (events flushed)", name)
 
+    stops: tuple[type[Exception], ...] = (TerminalFeedError, *config_errors)
     try:
         asyncio.run(serve())
-    except (TerminalFeedError, *config_errors) as exc:
+    except stops as exc:
         log.critical("%s stopped: %s", name, exc)
         return 2
     except KeyboardInterrupt:

@@ -190,6 +190,8 @@ def matches_fastavro(framer: AvroFramer, price_exp: int, size_exp: int, samples:
                               size_exp=size_exp)
         reference = framer.encode(rec)
         wire_args = (*args[:5], [{"price": p, "size": q} for p, q in bids], [{"price": p, "size": q} for p, q in asks])
-        if enc.encode(*args) != reference or (seq is not None and enc.encode_wire(*wire_args) != reference):
+        if enc.encode(*args) != reference:
+            return False
+        if seq is not None and enc.encode_wire(args[0], args[1], args[2], seq, prev, wire_args[5], wire_args[6]) != reference:
             return False
     return True
