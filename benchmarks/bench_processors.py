@@ -3,7 +3,11 @@
 Prints
   1. book deltas/s one worker sustains (a backlog of deltas over --markets markets, realistic 2+2 levels),
   2. trades/s one worker sustains (candles for every default interval 1s,1m,5m,1h),
-     both as wall rate once the backlog is produced and per CPU-second of the worker process,
+     both as wall rate once the backlog is produced and per CPU-second of the worker process, each beside
+     the ceiling of the same work without the processor, measured in the same run on the same backlog:
+     a bare aiokafka consumer reading the topic from the start, and the same plus decoding every value with
+     the processors' own decoder (processors.wire.ContractWire). The ratio processor / ceiling is the figure
+     that holds on any machine,
   3. event -> queryable latency p50/p99 at a paced --rate events/s (mixed deltas and trades) after a warm-up:
      measured by the worker (receive_ts stamped at send -> state written) and by HTTP probes (send -> visible
      on /top), with the worker's batch and commit-time flush durations meanwhile.
@@ -28,7 +32,7 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from marketpipe.infra.ports import free_port
 from marketpipe.settings import KafkaClientSettings
@@ -173,7 +177,51 @@ class Bench:
         print(f"  {stream}: {len(items)} events produced in {sent_in:.1f}s; then folded in at {rate:,.0f} events/s "
               f"over {last[1] - first[1]:,} events ({per_cpu:,.0f} per worker CPU-second, "
               f"worker at {(last[2] - first[2]) / (last[0] - first[0]):.0%} of a core)")
+        bare_wall, bare_cpu = await self.ceiling(topic, len(items), decode=False)
+        wall, cpu = await self.ceiling(topic, len(items), decode=True)
+        print(f"  ceiling, same backlog without the processor: bare aiokafka consumer {bare_wall:,.0f} events/s "
+              f"({bare_cpu:,.0f} per CPU-second); consumer + decode {wall:,.0f} events/s ({cpu:,.0f} per CPU-second)")
+        print(f"  processor / ceiling (consume + decode): {rate / wall:.2f} wall, {per_cpu / cpu:.2f} per CPU-second")
         return rate
+
+    async def ceiling(self, topic: str, n: int, *, decode: bool) -> tuple[float, float]:
+        """The same backlog read from the start of ``topic`` by a bare aiokafka consumer in this process (no
+        group, no commits), optionally decoding every value with the processors' decoder: (events/s wall,
+        events per CPU-second of this process). The last ``n`` records of the topic are counted."""
+        from processors.wire import ContractWire
+
+        wire = ContractWire(self.registry, register=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+                                    enable_auto_commit=False, fetch_max_bytes=50 * 1024 * 1024,
+                                    max_partition_fetch_bytes=4 * 1024 * 1024)
+        await consumer.start()
+        try:
+            partitions = (BOOK if topic == self.book_topic else TRADES).partitions
+            parts = [TopicPartition(topic, p) for p in range(partitions)]
+            consumer.assign(parts)
+            ends = await consumer.end_offsets(parts)
+            starts = await consumer.beginning_offsets(parts)
+            total = sum(ends[tp] - starts[tp] for tp in parts)
+            skip = max(0, total - n)  # earlier records (snapshots) are not part of the measured backlog
+            await consumer.seek_to_beginning(*parts)
+            seen, counted = 0, 0
+            t0, c0 = time.monotonic(), time.process_time()
+            deadline = time.monotonic() + 300
+            while seen < total:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"ceiling read {seen} of {total} records of {topic} in 300 s")
+                batch = await consumer.getmany(timeout_ms=200, max_records=20_000)
+                for records in batch.values():
+                    seen += len(records)
+                    if decode:
+                        for record in records:
+                            wire.decode(record.value)
+                    counted += len(records)
+            wall, cpu = time.monotonic() - t0, time.process_time() - c0
+            counted = min(counted, total - skip) if skip else counted
+            return counted / max(wall, 1e-9), counted / max(cpu, 1e-9)
+        finally:
+            await consumer.stop()
 
     async def pace(self, http: aiohttp.ClientSession, seconds: float,
                    probe_lat: list[float] | None) -> tuple[int, float]:
