@@ -6,6 +6,10 @@ ignored (events of one account are ordered per partition, but venues re-send old
 Terminal orders leave the open-orders map and are kept in a bounded list of recently closed orders.
 Balances and positions carry absolute values, so re-applying an event is harmless; fills are kept once by
 fill_id in a bounded window. A FLAT position (or size 0) removes the market's position.
+
+Gap markers (`gap` set, no payload) are not account changes: per kind they are counted and the latest
+window is kept (`gaps`), so queries can say that events of that kind may be missing. A marker repeated with
+the same event_id is counted once.
 """
 
 from __future__ import annotations
@@ -29,10 +33,15 @@ class AccountState:
         self.fills_window, self.closed_window = fills_window, closed_window
         self.last_offset = -1
         self.updated_ts = 0
+        # kind -> {"count": markers, "missing_known": sum of known missing counts, "last": the newest marker}
+        self.gaps: dict[str, dict[str, Any]] = {}
 
     def apply(self, event: dict[str, Any]) -> str:
         """Fold one decoded AccountEvent in; returns what happened. Raises ValueError when malformed."""
         kind = event["kind"]
+        gap = event.get("gap")
+        if gap is not None:
+            return self._gap(event, kind, gap)
         body = event.get(kind.lower())
         if body is None:
             raise ValueError(f"{kind} event without its {kind.lower()!r} record")
@@ -41,6 +50,20 @@ class AccountState:
         outcome = handler(event, body)
         self.updated_ts = max(self.updated_ts, event["exchange_ts"])
         return outcome
+
+    def _gap(self, event: dict[str, Any], kind: str, gap: dict[str, Any]) -> str:
+        if gap["to_ts"] < gap["from_ts"]:
+            raise ValueError(f"gap window [{gap['from_ts']}, {gap['to_ts']}] is inverted")
+        entry = self.gaps.get(kind)
+        if entry is not None and entry["last"]["event_id"] == event["event_id"]:
+            return "duplicate_gap"
+        if entry is None:
+            entry = self.gaps[kind] = {"count": 0, "missing_known": 0}
+        entry["count"] += 1
+        entry["missing_known"] += gap.get("missing_count") or 0
+        entry["last"] = {**gap, "market": event["market"], "event_id": event["event_id"],
+                         "receive_ts": event["receive_ts"]}
+        return "gap"
 
     def _balance(self, event: dict[str, Any], b: dict[str, Any]) -> str:
         for f in ("total", "available", "locked"):
@@ -93,11 +116,13 @@ class AccountState:
     def to_state(self) -> dict[str, Any]:
         return {"venue": self.venue, "account": self.account, "balances": self.balances,
                 "open_orders": self.open_orders, "closed_orders": self.closed_orders, "fills": self.fills,
-                "positions": self.positions, "offset": self.last_offset, "updated_ts": self.updated_ts}
+                "positions": self.positions, "offset": self.last_offset, "updated_ts": self.updated_ts,
+                "gaps": self.gaps}
 
     @classmethod
     def from_state(cls, s: dict[str, Any], *, fills_window: int = 500, closed_window: int = 200) -> AccountState:
         a = cls(s["venue"], s["account"], fills_window=fills_window, closed_window=closed_window)
         a.balances, a.open_orders, a.closed_orders = s["balances"], s["open_orders"], s["closed_orders"]
         a.fills, a.positions, a.last_offset, a.updated_ts = s["fills"], s["positions"], s["offset"], s["updated_ts"]
+        a.gaps = s.get("gaps", {})  # state written before gap markers has none
         return a

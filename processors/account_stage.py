@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from faust.types import EventT, TableT
@@ -11,6 +12,8 @@ from processors.account import AccountState
 from processors.metrics import LatencyWindow
 from processors.stage import Stage
 from processors.wire import ContractWire
+
+log = logging.getLogger(__name__)
 
 
 class AccountStage(Stage[AccountState]):
@@ -30,5 +33,13 @@ class AccountStage(Stage[AccountState]):
         self.check_key(key, record["venue"], record["account"])
         if acct is None:
             acct = self.cache[key] = AccountState(record["venue"], record["account"], fills_window=self.fills_window)
-        metrics.ACCOUNT_OUTCOMES.labels(acct.apply(record)).inc()
+        outcome = acct.apply(record)
+        metrics.ACCOUNT_OUTCOMES.labels(outcome).inc()
+        if outcome in ("gap", "duplicate_gap"):
+            metrics.GAP_MARKERS.labels(self.stream).inc()
+        if outcome == "gap":
+            gap = record["gap"]
+            log.warning("gap marker %s of %s: %s events may be missing in [%s, %s] (%s, %s missing)",
+                        record["event_id"], key.decode(), record["kind"], gap["from_ts"], gap["to_ts"],
+                        gap["reason"], gap.get("missing_count"))
         return acct

@@ -44,6 +44,7 @@ class CandleStage(Stage[MarketCandles]):
         self.processing_since: dict[int, int] = {}  # partition -> wall time this worker began processing it
         self.highwater = highwater
         self.trades_topic = trades_topic
+        self._gap_markers = metrics.GAP_MARKERS.labels(self.stream)
 
     def from_state(self, state: dict[str, Any]) -> MarketCandles:
         prefix = f"{state['venue']}:{state['market']}"
@@ -76,6 +77,8 @@ class CandleStage(Stage[MarketCandles]):
         self.check_key(key, record["venue"], record["market"])
         if mc is None:
             mc = self.cache[key] = MarketCandles(record["venue"], record["market"], self.intervals, **self._opts)
+        if record.get("gap") is not None:  # a gap marker, not a trade
+            return self._fold_gap(key, mc, record)
         folded = mc.add_trade(record, wall_us())
         if folded.duplicate:
             metrics.DUPLICATES.labels(self.stream).inc()
@@ -83,6 +86,22 @@ class CandleStage(Stage[MarketCandles]):
             metrics.LATE_TRADES.labels(name).inc()
             log.info("trade %s of %s too late for the final %s candle (exchange_ts %s)", record["event_id"],
                      key.decode(), name, record["exchange_ts"])
+        self._publish(key, folded.records)
+        return mc
+
+    def _fold_gap(self, key: bytes, mc: MarketCandles, record: dict[str, Any]) -> MarketCandles:
+        folded = mc.add_gap(record, wall_us())
+        self._gap_markers.inc()
+        if folded.duplicate:
+            metrics.DUPLICATES.labels(self.stream).inc()
+            return mc
+        gap = record["gap"]
+        log.warning("gap marker %s of %s: trades may be missing in [%s, %s] (%s, after %s, before %s, %s missing); "
+                    "candles %s", record["event_id"], key.decode(), gap["from_ts"], gap["to_ts"], gap["reason"],
+                    gap.get("after_id"), gap.get("before_id"), gap.get("missing_count"),
+                    {f"{i}/{k}": n for (i, k), n in folded.candles.items()})
+        for (interval, kind), n in folded.candles.items():
+            metrics.GAP_CANDLES.labels(interval, kind).inc(n)
         self._publish(key, folded.records)
         return mc
 

@@ -11,6 +11,15 @@ Policy (documented contract of marketpipe.derived.ohlcv.v1):
   trades for it are dropped and counted.
 - Empty intervals: NO candle is emitted for an interval without trades. A gap in the series means "no
   trades", never "price unchanged"; consumers that want flat bars fill them from the previous close.
+  Except inside a gap window (below): there an empty interval is a known-unknown, not "no trades".
+- Gap markers (a trade record with `gap` set) are not trades: they never enter the figures (`add_gap`).
+  Every candle of every interval whose [start, end) overlaps the marker's [from_ts, to_ts] gets `gap: true`:
+  an open bucket is flagged (re-published with revision + 1 if already published); a final candle still in
+  the published history is re-published with revision + 1 and gap true; an interval without trades gets an
+  empty gap candle (trade_count 0, every figure "0", exchange_ts = start_ts), published like any other
+  bucket (or at once, revision 0, if its interval is already final). Reach: at most `history` + open buckets
+  intervals per marker and interval (the newest of the window), and only what the history still holds;
+  older candles are not re-published (counted as beyond_retention). A gap marker does not move the event-time clock.
 - OHLC follow event time: open is the earliest trade, close the latest (ties: arrival order). VWAP is
   quote_volume / volume with 34 significant digits; all other figures are exact sums of the venue text.
 - Replays are idempotent: the processor skips source offsets already folded in, and a bounded window of
@@ -49,10 +58,30 @@ class Folded:
     duplicate: bool = False
 
 
+@dataclass
+class GapFolded:
+    """What folding one gap marker produced: candle records to publish and how many candles it touched,
+    by (interval, kind): flagged (open, not yet published), amended (published, re-published with gap),
+    empty (an interval without trades, now a gap candle), beyond_retention (too old to re-publish)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    candles: dict[tuple[str, str], int] = field(default_factory=dict)
+    duplicate: bool = False
+
+    def count(self, interval: str, kind: str, n: int = 1) -> None:
+        self.candles[(interval, kind)] = self.candles.get((interval, kind), 0) + n
+
+
+# the figures of a candle without trades (inside a gap): like the gap marker itself, "0" means "no data"
+_NO_TRADES: dict[str, Any] = {"open": "0", "high": "0", "low": "0", "close": "0", "volume": "0",
+                              "quote_volume": "0", "vwap": "0", "buy_volume": "0", "sell_volume": "0",
+                              "trade_count": 0}
+
+
 class Bucket:
     __slots__ = ("start", "end", "open", "open_ts", "high", "low", "close", "close_ts", "volume",
                  "quote_volume", "buy_volume", "sell_volume", "count", "last_ts", "revision", "high_value",
-                 "low_value")
+                 "low_value", "gap")
 
     def __init__(self, start: int, end: int) -> None:
         self.start, self.end = start, end
@@ -62,6 +91,7 @@ class Bucket:
         self.volume = self.quote_volume = self.buy_volume = self.sell_volume = ZERO
         self.count = 0
         self.revision = -1  # -1: never published
+        self.gap = False  # a gap marker's window overlaps this interval: trades may be missing
 
     def add(self, ts: int, price_text: str, price: Decimal, size: Decimal, side: str) -> None:
         if self.count == 0:
@@ -87,16 +117,18 @@ class Bucket:
         self.last_ts = max(self.last_ts, ts)
 
     def figures(self) -> dict[str, Any]:
+        if not self.count:  # only a gap creates a bucket without trades
+            return {"start_ts": self.start, "end_ts": self.end, **_NO_TRADES, "gap": self.gap}
         return {"start_ts": self.start, "end_ts": self.end, "open": self.open, "high": self.high, "low": self.low,
                 "close": self.close, "volume": text(self.volume), "quote_volume": text(self.quote_volume),
                 "vwap": text(ratio(self.quote_volume, self.volume)) if self.volume else self.close,
                 "buy_volume": text(self.buy_volume), "sell_volume": text(self.sell_volume),
-                "trade_count": self.count}
+                "trade_count": self.count, "gap": self.gap}
 
     def to_state(self) -> list[Any]:
         return [self.start, self.end, self.open, self.open_ts, self.high, self.low, self.close, self.close_ts,
                 str(self.volume), str(self.quote_volume), str(self.buy_volume), str(self.sell_volume),
-                self.count, self.last_ts, self.revision]
+                self.count, self.last_ts, self.revision, self.gap]
 
     @classmethod
     def from_state(cls, s: list[Any]) -> Bucket:
@@ -106,6 +138,7 @@ class Bucket:
             b.high_value, b.low_value = Decimal(b.high), Decimal(b.low)
         b.volume, b.quote_volume, b.buy_volume, b.sell_volume = (Decimal(x) for x in s[8:12])
         b.count, b.last_ts, b.revision = s[12], s[13], s[14]
+        b.gap = len(s) > 15 and bool(s[15])  # state written before gap markers has no flag
         return b
 
 
@@ -141,6 +174,13 @@ class CandleSeries:
         if bucket is None:
             bucket = self.buckets[start] = Bucket(start, start + self.length)
             self._due_at = min(self._due_at, bucket.end)
+        return bucket
+
+    def gap_bucket(self, start: int) -> Bucket:
+        """An open bucket without trades for an interval inside a gap window (flagged; published when due)."""
+        bucket = self.buckets[start] = Bucket(start, start + self.length)
+        bucket.gap, bucket.last_ts = True, start
+        self._due_at = min(self._due_at, bucket.end)
         return bucket
 
     def due(self, clock: int, close_delay: int) -> list[Bucket]:
@@ -257,6 +297,85 @@ class MarketCandles:
                 out.append(self._publish(series, due, wall_now))
             series.finalize(clock, self.grace)
         return out
+
+    def add_gap(self, marker: dict[str, Any], wall_now: int) -> GapFolded:
+        """Fold a gap marker in (a decoded Trade with `gap` set; it is not a trade): flag every candle of
+        every interval overlapping [gap.from_ts, gap.to_ts] (see the module's policy). Raises ValueError when
+        the window is inverted (state left unchanged)."""
+        folded = GapFolded()
+        if marker["event_id"] in self._recent_set:
+            folded.duplicate = True
+            return folded
+        gap = marker["gap"]
+        lo, hi = gap["from_ts"], gap["to_ts"]
+        if hi < lo or lo < 0:
+            raise ValueError(f"gap window [{lo}, {hi}] is inverted or negative")
+        self._remember_id(marker["event_id"])
+        self.venue_symbol = marker.get("venue_symbol") or self.venue_symbol
+        for series in self.series.values():
+            self._flag_gap(series, lo, hi, wall_now, folded)
+        return folded
+
+    def _flag_gap(self, series: CandleSeries, lo: int, hi: int, wall_now: int, folded: GapFolded) -> None:
+        length, name, clock = series.length, series.name, self.watermark
+        first, last = lo - lo % length, hi - hi % length
+        n = (last - first) // length + 1
+        reach = self.keep + len(series.buckets)  # what the state can hold: the history and the open buckets
+        if n > reach:  # the newest intervals of the window
+            folded.count(name, "beyond_retention", n - reach)
+            first = last - (reach - 1) * length
+        final_starts: list[int] = []
+        for start in range(first, last + 1, length):
+            bucket = series.buckets.get(start)
+            if bucket is None:
+                if start >= series.final_before and start + length + self.grace > clock:  # a trade could still come
+                    series.gap_bucket(start)
+                    folded.count(name, "empty")
+                else:
+                    final_starts.append(start)
+            elif not bucket.gap:
+                bucket.gap = True
+                if bucket.revision >= 0:
+                    folded.records.append(self._publish(series, bucket, wall_now))
+                    folded.count(name, "amended")
+                else:
+                    folded.count(name, "flagged")
+        if final_starts:
+            self._flag_final(series, final_starts, wall_now, folded)
+        for due in series.due(clock, 0):  # an empty gap bucket whose window event time has already passed
+            folded.records.append(self._publish(series, due, wall_now))
+        series.finalize(clock, self.grace)
+
+    def _flag_final(self, series: CandleSeries, starts: list[int], wall_now: int, folded: GapFolded) -> None:
+        """Final intervals: re-publish the published candle with gap true, or publish an empty gap candle,
+        as far as the history (the newest `history` candles) reaches."""
+        name = series.name
+        published = {c["start_ts"]: c for c in series.history}
+        empty = [s for s in starts if s not in published]
+        kept = sorted(set(published) | set(empty))
+        cutoff = kept[-self.keep] if len(kept) > self.keep else -1  # the oldest start the history will hold
+        for start in starts:
+            candle = published.get(start)
+            if start < cutoff:
+                folded.count(name, "beyond_retention")
+                continue
+            if candle is None:
+                revision = 0
+                record = {"exchange_ts": start, "interval": name, "start_ts": start, "end_ts": start + series.length,
+                          **_NO_TRADES}
+                folded.count(name, "empty")
+            elif candle.get("gap"):
+                continue
+            else:
+                revision = candle["revision"] + 1
+                record = dict(candle)
+                folded.count(name, "amended")
+            record.update({
+                "event_id": f"{self.venue}:{self.market}:ohlcv:{name}:{start}:{revision}",
+                "venue": self.venue, "market": self.market, "venue_symbol": self.venue_symbol,
+                "receive_ts": wall_now, "revision": revision, "gap": True})
+            series.remember(record, self.keep)
+            folded.records.append(record)
 
     def _remember_id(self, event_id: str) -> None:
         if len(self.recent_ids) == self.recent_ids.maxlen:

@@ -21,6 +21,13 @@ CANDLES = Counter("marketpipe_processor_candles_published_total", "FinishedCandl
                   ["interval", "kind"])
 LATE_TRADES = Counter("marketpipe_processor_late_trades_dropped_total", "Trades too late for a final candle",
                       ["interval"])
+GAP_MARKERS = Counter("marketpipe_processor_gap_markers_total",
+                      "Gap markers seen per source stream (trades, account): events of the key may be missing",
+                      ["stream"])
+GAP_CANDLES = Counter("marketpipe_processor_gap_candles_total",
+                      "Candles a gap marker's window overlaps, by what was done: flagged (open), amended "
+                      "(re-published with gap), empty (gap candle without trades), beyond_retention (not re-published)",
+                      ["interval", "kind"])
 DUPLICATES = Counter("marketpipe_processor_duplicates_total", "Events dropped as duplicates", ["stream"])
 ACCOUNT_OUTCOMES = Counter("marketpipe_processor_account_updates_total", "Account events by outcome", ["outcome"])
 LAG = Gauge("marketpipe_processor_consumer_lag", "Messages behind the partition's high watermark",

@@ -113,7 +113,7 @@ def register_views(proc: ProcessorApp) -> None:
             mc = proc.candles.peek(key)
             if mc is None:
                 return not_found(view, "market", key)
-            rows: list[dict[str, Any]] = [{**c, "final": True} for c in mc.series[interval].history]
+            rows: list[dict[str, Any]] = [{"gap": False, **c, "final": True} for c in mc.series[interval].history]
             if include_open in ("true", "1"):
                 rows += mc.open_candles(interval)
             rows = [r for r in rows if start <= r["start_ts"] < end]
@@ -132,7 +132,9 @@ def register_views(proc: ProcessorApp) -> None:
             a = proc.accounts.peek(key)
             if a is None:
                 return not_found(view, "account", key)
-            body: dict[str, Any] = {"venue": a.venue, "account": a.account, "updated_ts": a.updated_ts}
+            # gaps: per event kind, how many gap markers arrived and the latest window (events may be missing)
+            body: dict[str, Any] = {"venue": a.venue, "account": a.account, "updated_ts": a.updated_ts,
+                                    "gaps": a.gaps}
             if section == "balances":
                 body["balances"] = a.balances
             elif section == "positions":

@@ -153,6 +153,26 @@ class EventWriter:
             "exchange_ts": ts, "receive_ts": now_us(), "trade_id": eid, "price": price, "size": size,
             "side": side, "liquidation": None})
 
+    async def trade_gap(self, venue: str, market: str, from_ts: int, to_ts: int, *, reason: str = "reconnect",
+                        after_id: str | None = None, before_id: str | None = None,
+                        missing_count: int | None = None) -> None:
+        """A gap marker in the trades topic, shaped as producers/core/emitter.py writes it (not imported)."""
+        await self.send(TRADES, market_key(venue, market), {
+            "event_id": self._id(), "venue": venue, "market": market, "venue_symbol": market.replace("-", ""),
+            "exchange_ts": to_ts, "receive_ts": now_us(), "trade_id": f"gap:{after_id}:{before_id}", "price": "0",
+            "size": "0", "side": "UNKNOWN", "liquidation": None,
+            "gap": {"reason": reason, "after_id": after_id, "before_id": before_id, "missing_count": missing_count,
+                    "from_ts": from_ts, "to_ts": to_ts}})
+
+    async def account_gap(self, venue: str, account: str, kind: str, from_ts: int, to_ts: int, *,
+                          reason: str = "reconnect", missing_count: int | None = None) -> None:
+        """A gap marker in the account topic (no payload), shaped as the producers' emitter writes it."""
+        await self.send(ACCOUNT, account_key(venue, account), {
+            "event_id": self._id(), "venue": venue, "market": "*", "venue_symbol": "*", "exchange_ts": to_ts,
+            "receive_ts": now_us(), "account": account, "kind": kind, "balance": None, "order": None, "fill": None,
+            "position": None, "gap": {"reason": reason, "after_id": None, "before_id": None,
+                                      "missing_count": missing_count, "from_ts": from_ts, "to_ts": to_ts}})
+
     async def account(self, venue: str, account: str, market: str, kind: str, body: dict[str, Any],
                       ts: int | None = None) -> None:
         record: dict[str, Any] = {

@@ -1,6 +1,6 @@
 """Candle bookkeeping that skips bucket scans (CandleSeries deadlines) publishes exactly what scanning the
-buckets on every trade publishes: random streams with late, out-of-order and duplicate trades, idle timer
-ticks and state round trips mid-stream, run both ways."""
+buckets on every trade publishes: random streams with late, out-of-order and duplicate trades, gap markers,
+idle timer ticks and state round trips mid-stream, run both ways."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def run(steps: list[tuple[str, Any]]) -> list[Any]:
             trade, wall = arg
             folded = mc.add_trade(trade, wall)
             out.append(("trade", folded.records, folded.late_intervals, folded.duplicate))
+        elif kind == "gap":
+            marker, wall = arg
+            gf = mc.add_gap(marker, wall)
+            out.append(("gap", gf.records, gf.candles, gf.duplicate))
         elif kind == "timer":
             wall, idle_since = arg
             out.append(("timer", mc.on_timer(wall, idle_since)))
@@ -46,6 +50,10 @@ def random_steps(rng: random.Random, n: int) -> list[tuple[str, Any]]:
             steps.append(("timer", (wall, rng.choice((0, wall - S)))))
         elif r < 0.10:
             steps.append(("reload", None))
+        elif r < 0.12:  # a gap marker around the current event time, sometimes late
+            lo = ts - rng.choice((0, 2 * S, 15 * S, 90 * S)) + rng.randint(0, 999_999)
+            gap = {"reason": "test", "from_ts": lo, "to_ts": lo + rng.choice((0, 500_000, 3 * S, 30 * S))}
+            steps.append(("gap", ({"event_id": f"g{i}", "exchange_ts": gap["to_ts"], "gap": gap}, wall)))
         else:
             ts += rng.choice((0, 1_000, 300_000, 1_500_000, 12 * S))
             late = rng.random() < 0.2
@@ -60,7 +68,7 @@ def random_steps(rng: random.Random, n: int) -> list[tuple[str, Any]]:
 
 def test_deadline_skips_publish_exactly_what_full_scans_publish() -> None:
     rng = random.Random(20261125)
-    published = 0
+    published = flagged = 0
     for _ in range(40):
         steps = random_steps(rng, 400)
         CandleSeries.scan_always = True
@@ -69,8 +77,10 @@ def test_deadline_skips_publish_exactly_what_full_scans_publish() -> None:
         finally:
             CandleSeries.scan_always = False
         assert run(steps) == reference
-        published += sum(len(o[1]) for o in reference if o[0] in ("trade", "timer"))
+        published += sum(len(o[1]) for o in reference if o[0] in ("trade", "timer", "gap"))
+        flagged += sum(r["gap"] for o in reference if o[0] in ("trade", "timer", "gap") for r in o[1])
     assert published > 1_000  # the streams really close, amend and finalize candles
+    assert flagged > 100  # and gap markers flag candles
 
 
 def test_high_and_low_by_value_keep_the_venue_text() -> None:
