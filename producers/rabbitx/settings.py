@@ -25,6 +25,6 @@ class RabbitXSettings(FeedSettings):
     trade_dedup_window: int = 50_000  # ids remembered per market for trade ids that are not <market>-<n>
     trade_history_path: str = "/markets/trades"  # REST trade history (the docs page also says /trades)
     trade_recovery_page_limit: int = Field(1000, gt=0, le=1000)  # p_limit per page (the venue's max: 1000)
-    trade_recovery_max_pages: int = Field(100, gt=0)  # pages walked back per hole before the rest is marked
+    trade_recovery_max_pages: int = Field(50, gt=0)  # pages walked back per hole (10 of 1200 REST tokens/min each)
     watchdog_seconds: float = 35.0  # server pings every 25 s
     publisher_linger_ms: int = 1  # the publisher batches while awaiting acks; a long linger only adds latency

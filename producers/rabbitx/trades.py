@@ -10,7 +10,9 @@ For a hole ``(after, before)`` the tape:
 1. asks ``recover(after, before)`` (the REST trade history) for the missing rows;
 2. publishes, in number order, the recovered trades (counted as ``recovered``) and, for every run of
    numbers the history no longer holds, exactly one gap marker (``EventEmitter.trade_gap`` with
-   ``after_id``/``before_id``/``missing_count``; counted as ``gap_markers``/``missing_events``);
+   ``after_id``/``before_id``/``missing_count``; counted as ``gap_markers``/``missing_events``). The
+   marker's reason: ``history-exhausted`` (older than the venue's retained history),
+   ``recovery-page-limit`` (beyond ``trade_recovery_max_pages``), ``recovery-failed`` (REST errors);
 3. then goes on with the trade that revealed the hole.
 
 Numbers at or below the last published one are duplicates (snapshots repeat recent trades) and are
@@ -88,8 +90,11 @@ class TradeTape:
         except Exception as exc:  # REST down or refusing: what is missing is marked, the feed goes on
             log.warning("rabbitx: %s: recovering trades %s..%s over REST failed: %r", self.market, after + 1,
                         before - 1, exc)
-            window = HistoryWindow()
+            window = HistoryWindow(error=f"{type(exc).__name__}: {exc}")
+        if window.error is not None:
             reason = "recovery-failed"
+        elif window.page_limited and not window.complete:
+            reason = "recovery-page-limit"
         log.info("rabbitx: %s: hole of %d trades after %s: %d recovered over REST (%d pages)", self.market,
                  missing, self._id(after), len(window.rows), window.pages)
         before_ts = to_micros(before_trade["timestamp"])

@@ -1,16 +1,21 @@
 """TradeTape logic without Kafka (CapturingEmitter): duplicates, order, holes recovered / marked, a malformed
-REST row, and a publisher blocked by back-pressure cancelled mid-way (nothing lost, nothing twice)."""
+REST row, and a publisher blocked by back-pressure cancelled mid-way (nothing lost, nothing twice); the
+REST history walk against the simulator."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import aiohttp
+import pytest
+
 from producers.core.emitter import EventEmitter
 from producers.core.metrics import FeedMetrics
-from producers.rabbitx.trade_history import HistoryWindow
+from producers.rabbitx.trade_history import HistoryWindow, trades_between
 from producers.rabbitx.trades import TradeTape
 from schemas.topics import TRADES, TopicSpec
+from simulators.rabbitx import RabbitXSimulator
 from tests.feedcore.capture import CapturingEmitter
 
 M = "BTC-USD"
@@ -128,3 +133,23 @@ async def test_a_reader_cancelled_while_the_publisher_blocks_loses_nothing() -> 
     await tape.accept([trade(n) for n in range(20, 25)], 3)  # the resubscribe reply: only recent trades
     assert [int(r["trade_id"].rsplit("-", 1)[1]) for r in em.of(TRADES)] == list(range(1, 25))
     assert history.calls == [(3, 20)] and em.metrics.count("recovered") == 16
+
+
+@pytest.mark.sim(rest_trade_history=1000)
+async def test_rest_walk_against_the_simulator_stops_where_it_should(sim: RabbitXSimulator) -> None:
+    m = sorted(sim.markets)[0]
+    while len(sim.markets[m].trades) < 1500:
+        sim.generate(500)
+    numbers = [int(t["id"].rsplit("-", 1)[1]) for t in sim.markets[m].trades]
+    newest, retained = numbers[-1], numbers[-1000:]
+    async with aiohttp.ClientSession() as http:
+        within = await trades_between(http, sim.rest_url, m, newest - 250, newest - 5, page_limit=100)
+        assert sorted(within.rows) == list(range(newest - 249, newest - 5))
+        assert within.complete and within.pages == 3 and not within.page_limited
+
+        beyond = await trades_between(http, sim.rest_url, m, numbers[0], newest, page_limit=300)
+        assert sorted(beyond.rows) == retained[:-1] and beyond.oldest == retained[0]
+        assert not beyond.complete and not beyond.page_limited and beyond.pages == 4  # 300+300+300+100
+
+        limited = await trades_between(http, sim.rest_url, m, numbers[0], newest, page_limit=100, max_pages=2)
+        assert sorted(limited.rows) == retained[-200:-1] and limited.page_limited and not limited.complete
