@@ -20,8 +20,9 @@ Protocol decisions (venues.md §1, §7):
   dropped by number and a hole (live, or found after a reconnect by comparing the resubscribe reply with
   the last trade published) is filled from the REST trade history (``GET /markets/trades``, newest
   first, ``trade_recovery_max_pages`` pages of ``trade_recovery_page_limit``) before the trade that
-  revealed it; what the history no longer holds gets one gap marker per hole. Recovery runs in the
-  reader, so recovered trades are published before any later push of that market. Centrifugo's own
+  revealed it; what the history no longer holds gets one gap marker per hole. Recovery runs in a filler
+  task per market while the reader goes on reading; the market's later trades wait behind it, so
+  recovered trades are published before them. Centrifugo's own
   history recovery (``recover``/``offset``/``epoch``) is not used: RabbitX does not document it and its
   subscribe replies carry no ``offset``/``epoch``; with it a reconnect would still need the REST walk
   for anything older than the channel history.
@@ -87,10 +88,13 @@ class RabbitXFeed(Feed):
                 metrics=self.metrics,
                 resync=self._resync_book, channel=f"orderbook:{m}", buffer_max=self.settings.book_buffer_max)
             self.tapes[m] = TradeTape(m, self.market(m), self.emitter, self.metrics, self._recover_trades,
-                                      dedup_window=self.settings.trade_dedup_window)
+                                      dedup_window=self.settings.trade_dedup_window,
+                                      held_max=self.settings.trade_held_max)
 
     async def on_stop(self) -> None:
         self._cancel_refresh()
+        for tape in self.tapes.values():
+            await tape.close(self.settings.trade_fill_stop_timeout)
         for sync in self.books.values():
             await sync.close()
         if self._http is not None:

@@ -25,6 +25,8 @@ class RabbitXSettings(FeedSettings):
     trade_dedup_window: int = 50_000  # ids remembered per market for trade ids that are not <market>-<n>
     trade_history_path: str = "/markets/trades"  # REST trade history (the docs page also says /trades)
     trade_recovery_page_limit: int = Field(1000, gt=0, le=1000)  # p_limit per page (the venue's max: 1000)
+    trade_held_max: int = Field(100_000, gt=0)  # trades held per market behind a hole before the reader waits
+    trade_fill_stop_timeout: float = 10.0  # on shutdown, seconds a running hole fill may still take
     trade_recovery_max_pages: int = Field(50, gt=0)  # pages walked back per hole (10 of 1200 REST tokens/min each)
     watchdog_seconds: float = 35.0  # server pings every 25 s
     publisher_linger_ms: int = 1  # the publisher batches while awaiting acks; a long linger only adds latency

@@ -15,23 +15,33 @@ For a hole ``(after, before)`` the tape:
    ``recovery-page-limit`` (beyond ``trade_recovery_max_pages``), ``recovery-failed`` (REST errors);
 3. then goes on with the trade that revealed the hole.
 
+Order of operations: the hole is filled by a *filler task*, not in the socket reader. From the trade that
+revealed the hole on, this market's trades are held in arrival order (up to ``held_max``; beyond that the
+reader waits for the filler, which is back-pressure again, not loss) and published by the filler after
+the recovered ones. So the reader keeps reading (pings answered, other channels flowing, subscribe
+replies confirmed) while REST pages are walked, and per-market order is kept.
+
 Numbers at or below the last published one are duplicates (snapshots repeat recent trades) and are
 skipped. ``last`` advances only after the event is in the publisher's buffer (``publish`` either buffers
-the event or, cancelled, does not: nothing is half-published), so a reader cancelled anywhere (a lost
-connection while Kafka back-pressure blocks it) leaves the tape exactly at the last published trade and
-the next reconnect finds the hole again. A malformed row in the REST history is counted as a parse error
-and left to the marker (it cannot block the tape: the marker moves past it). Ids that are not ``<market>-<n>`` are published with a bounded
-id set for duplicates (no hole detection possible for them).
+the event or, cancelled, does not: nothing is half-published), so a task cancelled anywhere (a lost
+connection while Kafka back-pressure blocks the reader) leaves the tape exactly at the last published
+trade and the next trade (or resubscribe reply) finds the hole again. Trades are checked before they are
+held: a float price raises ``InexactNumber`` so the core re-reads the message exactly; a malformed trade
+is counted as a parse error and skipped (if it was real, its number is a hole: recovered or marked). A
+malformed row in the REST history is likewise left to the marker. Ids that are not ``<market>-<n>`` are
+published with a bounded id set for duplicates (no hole detection possible for them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from producers.core.emitter import EventEmitter
+from producers.core.errors import InexactNumber
 from producers.core.metrics import FeedMetrics
 from producers.core.numbers import decimal_text, to_micros
 from producers.rabbitx.normalize import trade_side
@@ -44,7 +54,7 @@ Recover = Callable[[str, int, int], Awaitable[HistoryWindow]]
 
 class TradeTape:
     def __init__(self, venue_symbol: str, market: str, emitter: EventEmitter, metrics: FeedMetrics,
-                 recover: Recover, *, dedup_window: int = 50_000) -> None:
+                 recover: Recover, *, dedup_window: int = 50_000, held_max: int = 100_000) -> None:
         self.venue_symbol = venue_symbol
         self.market = market
         self.emitter = emitter
@@ -58,26 +68,96 @@ class TradeTape:
         self.holes = 0
         self._unnumbered: OrderedDict[str, None] = OrderedDict()
         self._dedup_window = dedup_window
+        self.held_max = held_max
+        self._held: deque[tuple[dict[str, Any], int]] = deque()  # (trade, receive_ts) behind a hole
+        self._filler: asyncio.Task[None] | None = None
+
+    @property
+    def filling(self) -> bool:
+        return self._filler is not None
 
     async def accept(self, trades: list[dict[str, Any]], receive_ts: int) -> None:
-        """A subscribe reply or a push: every trade not yet published, in number order."""
-        numbered: list[tuple[int, dict[str, Any]]] = []
-        for t in trades:
+        """A subscribe reply or a push (called by the reader): every trade not yet published, in number order;
+        a hole hands the rest to the filler task."""
+        checked = [(t, receive_ts) for t in trades if self._valid(t)]
+        if self._filler is not None:
+            self._held.extend(checked)
+            if len(self._held) > self.held_max:
+                await asyncio.shield(self._filler)  # back-pressure; a cancelled reader leaves the filler running
+            return
+        await self._process(checked, inline=False)
+
+    async def settled(self) -> None:
+        """Wait until no hole is being filled (the held trades are published)."""
+        while self._filler is not None:
+            await asyncio.gather(asyncio.shield(self._filler), return_exceptions=True)
+
+    async def close(self, timeout: float) -> None:
+        """Feed shutdown: let a running filler publish what it holds for up to ``timeout`` s, then stop it."""
+        filler = self._filler
+        if filler is None:
+            return
+        try:
+            await asyncio.wait_for(self.settled(), timeout)
+        except TimeoutError:
+            log.warning("rabbitx: %s: stopping with a trade hole still being filled (%d trades held, last "
+                        "published %s)", self.market, len(self._held), self.last_id)
+            filler.cancel()
+            await asyncio.gather(filler, return_exceptions=True)
+
+    async def _process(self, items: list[tuple[dict[str, Any], int]], *, inline: bool) -> None:
+        numbered: list[tuple[int, dict[str, Any], int]] = []
+        for t, rts in items:
             parsed = trade_number(t["id"])
             if parsed is None:
-                await self._publish_unnumbered(t, receive_ts)
+                await self._publish_unnumbered(t, rts)
             else:
                 self.prefix = parsed[0]
-                numbered.append((parsed[1], t))
+                numbered.append((parsed[1], t, rts))
         numbered.sort(key=lambda p: p[0])
-        for n, t in numbered:
+        for k, (n, t, rts) in enumerate(numbered):
             last = self.last
             if last is not None and n <= last:
                 self.metrics.inc("duplicates", self.channel)
                 continue
             if last is not None and n > last + 1:
-                await self._fill(last, n, t, receive_ts)
-            await self._publish(n, t, receive_ts)
+                if not inline:  # hand the hole and what follows to the filler; the reader goes on reading
+                    self._held.extend((t2, r2) for _, t2, r2 in numbered[k:])
+                    self._filler = asyncio.get_running_loop().create_task(
+                        self._run_filler(last, n, t, rts), name=f"rabbitx-trade-filler-{self.venue_symbol}")
+                    return
+                await self._fill(last, n, t, rts)
+            await self._publish(n, t, rts)
+
+    async def _run_filler(self, after: int, before: int, before_trade: dict[str, Any], receive_ts: int) -> None:
+        try:
+            await self._fill(after, before, before_trade, receive_ts)
+            while self._held:
+                batch = list(self._held)
+                self._held.clear()
+                await self._process(batch, inline=True)
+        except Exception:  # not a data problem (those are counted per trade): the held trades become a hole
+            log.exception("rabbitx: %s: filling a trade hole failed; the next trade finds it again", self.market)
+            self.metrics.inc("trade_fill_errors", self.channel)
+            self._held.clear()
+        finally:
+            self._filler = None
+
+    def _valid(self, t: dict[str, Any]) -> bool:
+        try:
+            str(t["id"])
+            to_micros(t["timestamp"])
+            decimal_text(t["price"])
+            decimal_text(t["size"])
+            trade_side(t)
+        except InexactNumber:
+            raise  # the core re-reads the message with exact numbers
+        except Exception as exc:
+            self.metrics.inc("parse_errors", self.channel)
+            log.warning("rabbitx: %s: malformed trade skipped (%s: %s): %.200r", self.market, type(exc).__name__,
+                        exc, t)
+            return False
+        return True
 
     # -- holes ---------------------------------------------------------------------------------------
     async def _fill(self, after: int, before: int, before_trade: dict[str, Any], receive_ts: int) -> None:
@@ -126,16 +206,10 @@ class TradeTape:
     def _usable(self, row: dict[str, Any]) -> bool:
         """A REST row that normalizes (else counted as a parse error, logged, and left to a marker)."""
         try:
-            to_micros(row["timestamp"])
-            decimal_text(row["price"])
-            decimal_text(row["size"])
-            trade_side(row)
-        except Exception as exc:
+            return self._valid(row)
+        except InexactNumber:  # cannot happen with loads_exact; treated as malformed all the same
             self.metrics.inc("parse_errors", self.channel)
-            log.warning("rabbitx: %s: malformed trade in the REST history skipped (%s: %s): %.200r", self.market,
-                        type(exc).__name__, exc, row)
             return False
-        return True
 
     # -- publishing ------------------------------------------------------------------------------------
     def _id(self, n: int) -> str:

@@ -58,6 +58,7 @@ class SimConfig:
     max_queue: int = 200_000
     recent_trades: int = 500  # trades in a trade: subscribe reply
     rest_trade_history: int = 10_000  # trades per market GET /markets/trades can still return
+    rest_latency: float = 0.0  # seconds each REST trades page takes to answer
     seed: int = 1
     weights: dict[str, float] = field(default_factory=lambda: {"book": 0.6, "trade": 0.2, "market": 0.1,
                                                                "account": 0.1})
@@ -148,6 +149,8 @@ class RabbitXSimulator:
         order = q.get("p_order", "DESC").upper()
         if order not in ("ASC", "DESC"):
             return web.json_response({"success": False, "error": "bad p_order", "result": []}, status=400)
+        if self.config.rest_latency > 0:
+            await asyncio.sleep(self.config.rest_latency)
         self.stats["rest_trade_pages"] += 1
         rows = market.trade_history(self.config.rest_trade_history, limit, page, ascending=order == "ASC")
         return web.json_response({"success": True, "error": "", "result": rows})

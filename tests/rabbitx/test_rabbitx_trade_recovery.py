@@ -200,3 +200,33 @@ async def test_a_hole_rest_cannot_fill_gets_one_marker(cluster: Any, registry: C
     [marker] = [e for e in events if e["gap"] is not None]
     assert marker["gap"]["reason"] == "recovery-failed" and marker["gap"]["missing_count"] == 3
     assert marker["price"] == "0" and marker["side"] == "UNKNOWN"
+
+
+@pytest.mark.sim(rest_latency=0.25, pong_timeout=60.0, weights={"book": 0.2, "trade": 0.7, "market": 0.1})
+async def test_a_slow_recovery_after_a_reconnect_is_not_cut_short_by_subscribe_timeout(
+        cluster: Any, registry: ContractRegistry, sim: RabbitXSimulator, make_feed: FeedFactory) -> None:
+    """The hole found in a resubscribe reply takes longer to walk than ``subscribe_timeout``: the subscription
+    was confirmed, so the walk finishes on this connection instead of reconnecting (and walking) forever."""
+    start = await end_offsets(cluster.bootstrap, [TRADES])
+    feed = make_feed(account_id=None, subscribe_timeout=1.0, trade_recovery_page_limit=100, watchdog_seconds=30)
+    task = asyncio.create_task(feed.run())
+    try:
+        await sim.wait_subscribed(*feed.channels)
+        sim.generate(200)
+        await sim.drain()
+        await wait_until(lambda: caught_up(feed, sim), 30, "trades published")
+        assert sim.disconnect_all() == 1
+        sim.generate(4000)  # ~1400 trades per market while away, 500 in the reply: 9 pages of 100 at 0.25 s
+        await wait_until(lambda: feed.connections >= 2, 30, "reconnected")
+        sim.generate(100)
+        await sim.drain()
+        await wait_until(lambda: caught_up(feed, sim), 60, "trades published after the reconnect")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert feed.connections == 2, list(feed.disconnect_reasons)
+    assert feed.metrics.count("trade_holes") == 2 and feed.metrics.count("gap_markers") == 0
+    for market_id, truth in sim.markets.items():
+        key = market_key("rabbitx", feed.market(market_id))
+        events = await read_events(cluster.bootstrap, registry, TRADES, start[TRADES.name], keys={key})
+        assert [e["trade_id"] for e in events] == [t["id"] for t in truth.trades]

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from producers.core.emitter import EventEmitter
+from producers.core.errors import InexactNumber
 from producers.core.metrics import FeedMetrics
 from producers.rabbitx.trade_history import HistoryWindow, trades_between
 from producers.rabbitx.trades import TradeTape
@@ -78,6 +79,7 @@ async def test_hole_partly_beyond_history_one_marker_then_recovered_then_live() 
     tape, em = tape_with(history)
     await tape.accept([trade(10)], 1)
     await tape.accept([trade(60), trade(61)], 2)
+    await tape.settled()
     assert history.calls == [(10, 60)]
     records = em.of(TRADES)
     assert tiles(records) == list(range(10, 62))
@@ -91,12 +93,14 @@ async def test_rest_failure_marks_the_whole_hole_and_a_malformed_row_only_itself
     tape, em = tape_with(History(1, 100, fail=True))
     await tape.accept([trade(5)], 1)
     await tape.accept([trade(9)], 2)
+    await tape.settled()
     [marker] = [r for r in em.of(TRADES) if r["gap"] is not None]
     assert marker["gap"]["reason"] == "recovery-failed" and marker["gap"]["missing_count"] == 3
 
     tape, em = tape_with(History(1, 100, broken=frozenset({7})))
     await tape.accept([trade(5)], 1)
     await tape.accept([trade(9)], 2)
+    await tape.settled()
     records = em.of(TRADES)
     assert tiles(records) == [5, 6, 7, 8, 9]
     assert [r["gap"]["missing_count"] for r in records if r["gap"] is not None] == [1]
@@ -131,6 +135,7 @@ async def test_a_reader_cancelled_while_the_publisher_blocks_loses_nothing() -> 
     assert tape.last == 3
     em.gate.set()
     await tape.accept([trade(n) for n in range(20, 25)], 3)  # the resubscribe reply: only recent trades
+    await tape.settled()
     assert [int(r["trade_id"].rsplit("-", 1)[1]) for r in em.of(TRADES)] == list(range(1, 25))
     assert history.calls == [(3, 20)] and em.metrics.count("recovered") == 16
 
@@ -153,3 +158,49 @@ async def test_rest_walk_against_the_simulator_stops_where_it_should(sim: Rabbit
 
         limited = await trades_between(http, sim.rest_url, m, numbers[0], newest, page_limit=100, max_pages=2)
         assert sorted(limited.rows) == retained[-200:-1] and limited.page_limited and not limited.complete
+
+
+class SlowHistory(History):
+    """A REST history that answers only when ``release`` is set."""
+
+    def __init__(self, oldest: int, newest: int) -> None:
+        super().__init__(oldest, newest)
+        self.release = asyncio.Event()
+
+    async def __call__(self, symbol: str, after: int, before: int) -> HistoryWindow:
+        await self.release.wait()
+        return await super().__call__(symbol, after, before)
+
+
+async def test_the_reader_is_not_held_by_a_hole_and_later_trades_wait_behind_it() -> None:
+    history = SlowHistory(1, 1000)
+    tape, em = tape_with(history)
+    tape.held_max = 10
+    await tape.accept([trade(1)], 1)
+    await asyncio.wait_for(tape.accept([trade(5), trade(6)], 2), 1)  # hole 2..4: returns at once
+    await asyncio.wait_for(tape.accept([trade(7)], 3), 1)
+    await asyncio.wait_for(tape.accept([trade(6), trade(8)], 4), 1)  # a repeat is dropped when drained
+    assert tape.filling and [r["trade_id"] for r in em.of(TRADES)] == [f"{M}-1"]
+    blocked = asyncio.create_task(tape.accept([trade(n) for n in range(9, 20)], 5))  # beyond held_max: waits
+    await asyncio.sleep(0.05)
+    assert not blocked.done()
+    history.release.set()
+    await asyncio.wait_for(blocked, 5)
+    await tape.settled()
+    assert [r["trade_id"] for r in em.of(TRADES)] == [f"{M}-{n}" for n in range(1, 20)]
+    assert em.metrics.count("recovered") == 3 and em.metrics.count("duplicates") == 1
+
+
+async def test_malformed_trade_is_counted_and_skipped_and_a_float_price_is_read_again_exactly() -> None:
+    tape, em = tape_with(History(1, 100))
+    bad = trade(2)
+    bad["size"] = "lots"
+    await tape.accept([trade(1), bad, trade(3)], 1)  # 2 is malformed on the socket: recovered from REST
+    await tape.settled()
+    assert [r["trade_id"] for r in em.of(TRADES)] == [f"{M}-{n}" for n in (1, 2, 3)]
+    assert em.metrics.count("parse_errors") == 1 and em.metrics.count("recovered") == 1
+    floated = trade(4)
+    floated["price"] = 65000.5
+    with pytest.raises(InexactNumber):
+        await tape.accept([floated], 2)
+    assert tape.last == 3
