@@ -195,8 +195,8 @@ class TradeTape:
         """One gap marker for the numbers strictly between ``after`` and ``before``."""
         count = before - after - 1
         from_ts = self.last_ts if self.last_ts is not None else to_ts
-        log.warning("rabbitx: %s: %d trades between %s and %s are no longer in the venue's history: "
-                    "gap marker published", self.market, count, self._id(after), self._id(before))
+        log.warning("rabbitx: %s: %d trades between %s and %s could not be recovered (%s): gap marker published",
+                    self.market, count, self._id(after), self._id(before), reason)
         await self.emitter.trade_gap(self.market, self.venue_symbol, reason=reason, from_ts=min(from_ts, to_ts),
                                      to_ts=to_ts, receive_ts=receive_ts, after_id=self._id(after),
                                      before_id=self._id(before), missing_count=count, channel=self.channel)
