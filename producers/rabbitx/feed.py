@@ -15,8 +15,17 @@ Protocol decisions (venues.md §1, §7):
 - ``orderbook:<m>``: snapshot (bids ascending!) and absolute-size deltas through ``BookSynchronizer``;
   ``sequence`` must grow by exactly 1: a gap publishes RESET and resyncs by unsubscribe + subscribe (or a
   REST ``/markets/orderbook`` snapshot with ``book_resync=rest``); older/equal sequences are dropped.
-- ``trade:<m>``: arrays of trades; the subscribe reply repeats recent trades, so ids are remembered per
-  market and each trade is published once.
+- ``trade:<m>``: arrays of trades, through one ``TradeTape`` per market (``trades.py``): ids are
+  ``<m>-<n>`` with consecutive ``n``, so duplicates (the subscribe reply repeats recent trades) are
+  dropped by number and a hole (live, or found after a reconnect by comparing the resubscribe reply with
+  the last trade published) is filled from the REST trade history (``GET /markets/trades``, newest
+  first, ``trade_recovery_max_pages`` pages of ``trade_recovery_page_limit``) before the trade that
+  revealed it; what the history no longer holds gets one gap marker per hole. Recovery runs in a filler
+  task per market while the reader goes on reading; the market's later trades wait behind it, so
+  recovered trades are published before them. Centrifugo's own
+  history recovery (``recover``/``offset``/``epoch``) is not used: RabbitX does not document it and its
+  subscribe replies carry no ``offset``/``epoch``; with it a reconnect would still need the REST walk
+  for anything older than the channel history.
 - ``market:<m>`` and ``account@<profile>``: table diffs merged into full state (empty = unchanged, key
   spellings unified) before normalizing to Ticker / AccountEvent.
 """
@@ -26,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import OrderedDict
 from typing import Any
 
 import aiohttp
@@ -38,8 +46,10 @@ from producers.core.numbers import loads_exact, now_micros, to_micros
 from producers.rabbitx import protocol
 from producers.rabbitx.account import AccountTracker
 from producers.rabbitx.auth import TokenSource
-from producers.rabbitx.normalize import merge_partial, side, ticker_fields
+from producers.rabbitx.normalize import merge_partial, ticker_fields
 from producers.rabbitx.settings import RabbitXSettings
+from producers.rabbitx.trade_history import HistoryWindow, trades_between
+from producers.rabbitx.trades import TradeTape
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +69,7 @@ class RabbitXFeed(Feed):
         self._http: aiohttp.ClientSession | None = None
         self.books: dict[str, BookSynchronizer] = {}
         self.market_state: dict[str, dict[str, Any]] = {}
-        self._trades_seen: dict[str, OrderedDict[str, None]] = {}
+        self.tapes: dict[str, TradeTape] = {}
         self._routes: dict[str, tuple[Any, str]] = {}  # channel -> (handler, symbol)
         self.account = (AccountTracker(settings.account_id, settings.settlement_asset)
                         if settings.account_id else None)
@@ -77,10 +87,14 @@ class RabbitXFeed(Feed):
                 self.venue, self.market(m), m, publish=self.emitter.book_sink(self.market(m), f"orderbook:{m}"),
                 metrics=self.metrics,
                 resync=self._resync_book, channel=f"orderbook:{m}", buffer_max=self.settings.book_buffer_max)
-            self._trades_seen[m] = OrderedDict()
+            self.tapes[m] = TradeTape(m, self.market(m), self.emitter, self.metrics, self._recover_trades,
+                                      dedup_window=self.settings.trade_dedup_window,
+                                      held_max=self.settings.trade_held_max)
 
     async def on_stop(self) -> None:
         self._cancel_refresh()
+        for tape in self.tapes.values():
+            await tape.close(self.settings.trade_fill_stop_timeout)
         for sync in self.books.values():
             await sync.close()
         if self._http is not None:
@@ -213,6 +227,12 @@ class RabbitXFeed(Feed):
         if pending is None:
             raise ValueError(f"reply to unknown command id {cmd_id}")
         if pending[1] is not None and "subscribe" in msg:
+            if not pending[0].done():
+                # on_open learns the subscription is confirmed now: handling the data may take long (a trade
+                # hole walks the REST history; a blocked publisher waits for Kafka) and must not count
+                # against subscribe_timeout, or a big hole would reconnect before it is ever filled. The
+                # entry stays pending until the data is handled (an inexact number re-reads this reply).
+                pending[0].set_result(msg)
             try:
                 await self._dispatch(pending[1], (msg["subscribe"] or {}).get("data"), receive_ts, snapshot=True)
             except InexactNumber:
@@ -258,7 +278,7 @@ class RabbitXFeed(Feed):
         kind, _, symbol = channel.partition(":")
         if kind == "orderbook" and symbol in self.books:
             route: tuple[Any, str] = (self._on_book, symbol)
-        elif kind == "trade" and symbol in self._trades_seen:
+        elif kind == "trade" and symbol in self.tapes:
             route = (self._on_trades, symbol)
         elif kind == "market" and symbol in self.settings.markets:
             route = (self._on_market, symbol)
@@ -311,19 +331,16 @@ class RabbitXFeed(Feed):
     async def _on_trades(self, symbol: str, data: Any, receive_ts: int, snapshot: bool = False) -> None:
         """``[{"id":"ETH-USD-13230788","liquidation":false,"market_id":"ETH-USD","price":"1751.5",
         "size":"0.061","taker_side":"short","timestamp":1677222281960306}, ...]``"""
-        assert self.emitter is not None
-        seen = self._trades_seen[symbol]
-        for t in data if isinstance(data, list) else [data]:
-            trade_id = str(t["id"])
-            if trade_id in seen:
-                continue
-            await self.emitter.trade(self.market(symbol), symbol, trade_id=trade_id, price=t["price"],
-                                     size=t["size"], side=side(t["taker_side"]),
-                                     exchange_ts=to_micros(t["timestamp"]), receive_ts=receive_ts,
-                                     liquidation=t.get("liquidation"), channel=f"trade:{symbol}")
-            seen[trade_id] = None
-            if len(seen) > self.settings.trade_dedup_window:
-                seen.popitem(last=False)
+        await self.tapes[symbol].accept(data if isinstance(data, list) else [data], receive_ts)
+
+    async def _recover_trades(self, symbol: str, after: int, before: int) -> HistoryWindow:
+        """The REST trade history between two trade numbers of ``symbol`` (a ``TradeTape`` hole)."""
+        if not self.settings.rest_url or self._http is None:
+            raise RuntimeError("no REST url configured: trades cannot be recovered")
+        return await trades_between(self._http, self.settings.rest_url, symbol, after, before,
+                                    page_limit=self.settings.trade_recovery_page_limit,
+                                    max_pages=self.settings.trade_recovery_max_pages,
+                                    path=self.settings.trade_history_path)
 
     async def _on_market(self, symbol: str, data: dict[str, Any], receive_ts: int, snapshot: bool) -> None:
         """Snapshot: the full market object; pushes: only the changed fields (merged, empty = unchanged)."""

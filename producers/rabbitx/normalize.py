@@ -46,6 +46,12 @@ def side(v: Any) -> str:
         raise ValueError(f"unknown side {v!r}") from None
 
 
+def trade_side(t: dict[str, Any]) -> str:
+    """A trade's taker side: ``taker_side`` (WebSocket), or ``taker_size`` as the REST trades doc spells it."""
+    v = t.get("taker_side")
+    return side(t.get("taker_size") if v is None else v)
+
+
 def opt_text(v: Any) -> str | None:
     return None if is_empty(v) else decimal_text(v)
 

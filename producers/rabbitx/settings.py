@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from marketpipe.settings import EnvList
 from producers.core.settings import FeedSettings
@@ -22,6 +22,11 @@ class RabbitXSettings(FeedSettings):
     settlement_asset: str = "USDT"  # asset of the account balance
     book_resync: Literal["resubscribe", "rest"] = "resubscribe"  # how a sequence gap is repaired
     rest_snapshot_depth: int = 1000
-    trade_dedup_window: int = 50_000  # trade ids remembered per market (snapshots repeat recent trades)
+    trade_dedup_window: int = 50_000  # ids remembered per market for trade ids that are not <market>-<n>
+    trade_history_path: str = "/markets/trades"  # REST trade history (the docs page also says /trades)
+    trade_recovery_page_limit: int = Field(1000, gt=0, le=1000)  # p_limit per page (the venue's max: 1000)
+    trade_held_max: int = Field(100_000, gt=0)  # trades held per market behind a hole before the reader waits
+    trade_fill_stop_timeout: float = 10.0  # on shutdown, seconds a running hole fill may still take
+    trade_recovery_max_pages: int = Field(50, gt=0)  # pages walked back per hole (10 of 1200 REST tokens/min each)
     watchdog_seconds: float = 35.0  # server pings every 25 s
     publisher_linger_ms: int = 1  # the publisher batches while awaiting acks; a long linger only adds latency

@@ -77,6 +77,13 @@ class TrueMarket:
         return self.book_data([[str(p), str(s)] for p, s in bids], [[str(p), str(s)] for p, s in asks], ts)
 
     # -- trades ------------------------------------------------------------------------------------
+    def trade_history(self, depth: int, limit: int, page: int, ascending: bool) -> list[dict[str, Any]]:
+        """One page of ``GET /markets/trades``: the venue keeps the last ``depth`` trades; pages of ``limit``
+        rows counted from the newest (``DESC``, the default) or from the oldest retained (``ASC``)."""
+        kept = self.trades[-depth:] if depth > 0 else []
+        rows = kept if ascending else kept[::-1]
+        return [dict(t) for t in rows[page * limit:(page + 1) * limit]]
+
     def trade(self) -> dict[str, Any]:
         self.trade_counter += 1
         price = self.mid + self.tick * self.rng.randint(-5, 5)

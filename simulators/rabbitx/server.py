@@ -1,5 +1,5 @@
 """RabbitXSimulator: a Centrifugo-protocol WebSocket server (``/ws``) + REST (``/markets/orderbook``,
-``POST /jwt``) on 127.0.0.1, driven by tests step by step, keeping the true book, trades and account.
+``/markets/trades``, ``POST /jwt``) on 127.0.0.1, driven by tests step by step, keeping the true book, trades and account.
 
 Driving it::
 
@@ -7,10 +7,17 @@ Driving it::
     token = sim.issue_token()                       # or POST /jwt with the refresh token
     await sim.wait_subscribed("orderbook:BTC-USD")
     sim.generate(500)                               # book/trade/market/account changes, pushed
-    sim.gap("BTC-USD"); sim.duplicate_next("BTC-USD"); sim.reorder_next("BTC-USD")
+    sim.gap("BTC-USD"); sim.trade_gap("BTC-USD", 3); sim.duplicate_next("BTC-USD"); sim.reorder_next("BTC-USD")
     sim.malformed_next(); sim.disconnect_all(); sim.silence(3.0)
     await sim.drain()                               # everything queued was written
     sim.markets["BTC-USD"].true_book(); sim.markets["BTC-USD"].trades; sim.account
+
+REST trades (``rabbitx-docs`` ``public-endpoints/trades.md``; the reference client calls ``/markets/trades``,
+the doc page says ``/trades``: both are served): ``market_id``, ``p_limit`` (default 100, max 1000),
+``p_page`` (from 0), ``p_order`` (``DESC`` default, or ``ASC``); rows have the WebSocket trade fields. Only the
+last ``SimConfig.rest_trade_history`` trades per market are retained (older pages are empty), and the
+``trade:`` subscribe reply holds the last ``SimConfig.recent_trades``. The simulator does not offer
+Centrifugo history recovery (no ``offset``/``epoch``; RabbitX does not document it either).
 
 ``firehose(rate, seconds)`` is the benchmarks' high-rate mode (book deltas, one message per frame by
 default; ``rate=0`` = as fast as the client reads).
@@ -49,6 +56,9 @@ class SimConfig:
     batch_max: int = 8
     numeric_ratio: float = 0.0  # share of book pushes whose levels are JSON numbers
     max_queue: int = 200_000
+    recent_trades: int = 500  # trades in a trade: subscribe reply
+    rest_trade_history: int = 10_000  # trades per market GET /markets/trades can still return
+    rest_latency: float = 0.0  # seconds each REST trades page takes to answer
     seed: int = 1
     weights: dict[str, float] = field(default_factory=lambda: {"book": 0.6, "trade": 0.2, "market": 0.1,
                                                                "account": 0.1})
@@ -60,7 +70,8 @@ class RabbitXSimulator:
         self.port = port
         self.rng = random.Random(self.config.seed)
         self.tokens = TokenAuthority(ttl=self.config.token_ttl)
-        self.markets = {m: TrueMarket(m, Decimal(mid), Decimal(tick), self.rng)
+        self.markets = {m: TrueMarket(m, Decimal(mid), Decimal(tick), self.rng,
+                                           recent_trades=self.config.recent_trades)
                         for m, (mid, tick) in self.config.markets.items()}
         self.account = TrueAccount(self.config.profile_id, {m: Decimal(mid) for m, (mid, _) in
                                                             self.config.markets.items()}, self.rng)
@@ -69,6 +80,7 @@ class RabbitXSimulator:
         self.command_ids: list[Any] = []  # every command id clients sent, in order (ids must be unique)
         self.silent_until = 0.0
         self._gap: Counter[str] = Counter()
+        self._trade_gap: Counter[str] = Counter()
         self._dup: set[str] = set()
         self._hold: dict[str, str | None] = {}
         self._malformed = 0
@@ -79,6 +91,8 @@ class RabbitXSimulator:
         app = web.Application()
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/markets/orderbook", self._rest_orderbook)
+        app.router.add_get("/markets/trades", self._rest_trades)
+        app.router.add_get("/trades", self._rest_trades)
         app.router.add_post("/jwt", self._rest_jwt)
         app.router.add_get("/_sim/top", self._sim_top)
         self._runner, self.port = await serve_app(app, self.port)
@@ -121,6 +135,25 @@ class RabbitXSimulator:
         self.stats["rest_snapshots"] += 1
         limit = min(int(request.query.get("p_limit", "100")), 1000)
         return web.json_response({"success": True, "error": "", "result": [market.snapshot_data(limit)]})
+
+    async def _rest_trades(self, request: web.Request) -> web.Response:
+        q = request.query
+        market = self.markets.get(q.get("market_id", ""))
+        if market is None:
+            return web.json_response({"success": False, "error": "market not found", "result": []}, status=400)
+        try:
+            limit = min(max(int(q.get("p_limit", "100")), 1), 1000)
+            page = max(int(q.get("p_page", "0")), 0)
+        except ValueError:
+            return web.json_response({"success": False, "error": "bad pagination", "result": []}, status=400)
+        order = q.get("p_order", "DESC").upper()
+        if order not in ("ASC", "DESC"):
+            return web.json_response({"success": False, "error": "bad p_order", "result": []}, status=400)
+        if self.config.rest_latency > 0:
+            await asyncio.sleep(self.config.rest_latency)
+        self.stats["rest_trade_pages"] += 1
+        rows = market.trade_history(self.config.rest_trade_history, limit, page, ascending=order == "ASC")
+        return web.json_response({"success": True, "error": "", "result": rows})
 
     async def _sim_top(self, request: web.Request) -> web.Response:
         """Debug: the true top of book of ``market`` (a market id like BTC-USD), exact decimal text."""
@@ -195,6 +228,10 @@ class RabbitXSimulator:
                 self.book_step(market)
             elif kind == "trade":
                 t = market.trade()
+                if self._trade_gap[market.market_id] > 0:  # traded (truth, REST history) but never pushed
+                    self._trade_gap[market.market_id] -= 1
+                    self.stats["trades_withheld"] += 1
+                    continue
                 self._broadcast(f"trade:{market.market_id}", wire.push(f"trade:{market.market_id}", [t]))
             else:
                 self._broadcast(f"market:{market.market_id}", wire.push(f"market:{market.market_id}",
@@ -230,6 +267,10 @@ class RabbitXSimulator:
     def gap(self, market: str, n: int = 1) -> None:
         """The next ``n`` book changes of ``market`` happen but are not pushed."""
         self._gap[market] += n
+
+    def trade_gap(self, market: str, n: int = 1) -> None:
+        """The next ``n`` trades of ``market`` happen (truth, REST history) but are not pushed."""
+        self._trade_gap[market] += n
 
     def duplicate_next(self, market: str) -> None:
         self._dup.add(market)

@@ -64,3 +64,28 @@ async def test_bad_token_closes_3500_and_expired_token_gets_109(sim: RabbitXSimu
             await ws.recv()
         assert info.value.rcvd is not None and (info.value.rcvd.code, info.value.rcvd.reason) == (3500,
                                                                                                   "invalid token")
+
+
+@pytest.mark.sim(rest_trade_history=1100)
+async def test_rest_trades_pages_newest_first_within_the_retained_history(sim: RabbitXSimulator) -> None:
+    import aiohttp
+
+    m = sorted(sim.markets)[0]
+    while len(sim.markets[m].trades) < 1300:
+        sim.generate(500)
+    truth = [t["id"] for t in sim.markets[m].trades]
+    async with aiohttp.ClientSession() as http:
+        async def page(path: str, **params: str) -> list[dict]:
+            async with http.get(f"{sim.rest_url}{path}", params={"market_id": m, **params}) as r:
+                body = await r.json()
+                assert r.status == 200 and body["success"] is True and body["error"] == ""
+                return body["result"]
+
+        assert [t["id"] for t in await page("/markets/trades")] == truth[::-1][:100]  # DESC, 100 by default
+        desc = [t["id"] for p in range(13) for t in await page("/markets/trades", p_limit="100", p_page=str(p))]
+        assert desc == truth[::-1][:1100]  # only the last 1100 are retained: pages 11 and 12 are empty
+        asc = await page("/trades", p_limit="5000", p_order="ASC")  # the doc's path; p_limit is capped at 1000
+        assert [t["id"] for t in asc] == truth[-1100:][:1000]
+        assert set(asc[0]) >= {"id", "market_id", "price", "size", "taker_side", "timestamp", "liquidation"}
+        async with http.get(f"{sim.rest_url}/markets/trades", params={"market_id": "NOPE-USD"}) as r:
+            assert r.status == 400 and (await r.json())["success"] is False
