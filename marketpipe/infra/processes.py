@@ -14,7 +14,7 @@ from pathlib import Path
 
 from marketpipe.infra import artifacts
 from marketpipe.infra.java import find_java
-from marketpipe.infra.ports import free_port, port_open
+from marketpipe.infra.ports import free_port, owns_listener, port_open
 
 _KAFKA_PROPS = """process.roles=broker,controller
 node.id=1
@@ -53,6 +53,10 @@ logger.kafka.level = INFO
 
 class StartError(RuntimeError):
     pass
+
+
+class PortTaken(StartError):
+    """Another process answers on the port picked for ours (taken between the pick and our bind)."""
 
 
 def _spawn(cmd: list[str], log: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
@@ -169,11 +173,17 @@ class LocalKafka:
                 try:
                     md = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=5)
                     if md.brokers:
+                        self._check_owner()
                         return
                 except Exception:  # not ready yet
                     pass
             time.sleep(0.25)
         raise StartError(f"kafka did not answer on {self.bootstrap} within {timeout:.0f}s; see {self.log_path}")
+
+    def _check_owner(self) -> None:
+        if self.pid is not None and not owns_listener(self.pid, self.port):
+            raise PortTaken(f"another process answers on port {self.port}, not the kafka started here (pid "
+                             f"{self.pid}): the port was taken between picking and binding; see {self.log_path}")
 
     def stop(self) -> None:
         if self.pid is not None:
@@ -227,11 +237,17 @@ class LocalRegistry:
             try:
                 with urllib.request.urlopen(f"{self.url}/subjects", timeout=2) as resp:
                     if resp.status == 200:
+                        self._check_owner()
                         return
             except OSError:
                 pass
             time.sleep(0.25)
         raise StartError(f"schema registry did not answer on {self.url} within {timeout:.0f}s; see {self.log_path}")
+
+    def _check_owner(self) -> None:
+        if self.pid is not None and not owns_listener(self.pid, self.port):
+            raise PortTaken(f"another process answers on port {self.port}, not the registry started here (pid "
+                             f"{self.pid}): the port was taken between picking and binding; see {self.log_path}")
 
     def stop(self) -> None:
         if self.pid is not None:

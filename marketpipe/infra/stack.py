@@ -19,7 +19,7 @@ from pathlib import Path
 from marketpipe.infra import artifacts
 from marketpipe.infra.java import find_java
 from marketpipe.infra.ports import free_port, port_free, port_open
-from marketpipe.infra.processes import LocalKafka, LocalRegistry, pid_alive, stop_pid
+from marketpipe.infra.processes import LocalKafka, LocalRegistry, PortTaken, pid_alive, stop_pid
 
 Progress = Callable[[str], None]
 
@@ -62,13 +62,31 @@ def start_local(workdir: Path, progress: Progress = print, *, kafka_port: int | 
     registry = LocalRegistry(workdir / "registry", registry_port or free_port())
     t0 = time.monotonic()
     progress(f"starting Kafka on {kafka.bootstrap} (log {kafka.log_path})...")
-    kafka.start()
+    for attempt in range(3):
+        try:
+            kafka.start()
+            break
+        except PortTaken as exc:  # another process won the race for a picked port: ours cannot serve it
+            kafka.stop()
+            if attempt == 2:
+                raise
+            progress(f"{exc}; retrying on other ports")
+            kafka = LocalKafka(workdir / f"kafka-{attempt + 1}", free_port(), free_port())
     t_kafka = time.monotonic() - t0
     progress(f"Kafka answered after {t_kafka:.1f}s")
     t1 = time.monotonic()
     progress(f"starting Apicurio Registry on {registry.url} (log {registry.log_path})...")
     try:
-        registry.start(progress=progress)
+        for attempt in range(3):
+            try:
+                registry.start(progress=progress)
+                break
+            except PortTaken as exc:
+                registry.stop()
+                if attempt == 2:
+                    raise
+                progress(f"{exc}; retrying on another port")
+                registry = LocalRegistry(workdir / "registry", free_port())
     except Exception:
         kafka.stop()
         raise

@@ -57,3 +57,32 @@ def test_every_simulator_is_reachable_through_the_cli() -> None:
                              capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, f"{venue}: {res.stderr}"
         assert "--port" in res.stdout, f"{venue}: {res.stdout}"
+
+
+def test_a_listener_is_told_apart_from_another_process_on_the_same_port() -> None:
+    """The start-up check behind PortTaken: a port picked free can be taken by someone else before our child
+    binds it; then the answering process is not ours and start-up must not call it ready."""
+    import socket
+    import time
+
+    from marketpipe.infra.ports import owns_listener
+
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import socket,sys,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); "
+        "print(s.getsockname()[1], flush=True); time.sleep(30)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        deadline = time.monotonic() + 10
+        while not owns_listener(child.pid, port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert owns_listener(child.pid, port)
+        assert not owns_listener(os.getpid(), port)  # we do not hold it
+        with socket.socket() as mine:
+            mine.bind(("127.0.0.1", 0))
+            mine.listen()
+            assert owns_listener(os.getpid(), mine.getsockname()[1])
+            assert not owns_listener(child.pid, mine.getsockname()[1])
+    finally:
+        child.kill()
+        child.wait()
