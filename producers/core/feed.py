@@ -311,10 +311,28 @@ class Feed:
         return f"close {code} {reason}".strip()
 
     async def _open(self) -> None:
+        """``on_open`` within ``subscribe_timeout`` seconds, not counting the time the reader spends inside a
+        handler (publishing a snapshot while Kafka applies back-pressure): a reply queued behind such a
+        frame is late because of Kafka, not the venue, and reconnecting would only repeat it."""
+        task = asyncio.ensure_future(self.on_open())
+        limit = self.settings.subscribe_timeout
+        tick = min(0.25, limit / 4)
+        waited = 0.0
         try:
-            await asyncio.wait_for(self.on_open(), self.settings.subscribe_timeout)
-        except TimeoutError:
-            raise ReconnectRequested("subscribe-timeout") from None
+            while True:
+                t0 = time.monotonic()
+                done, _ = await asyncio.wait({task}, timeout=min(tick, max(0.0, limit - waited)))
+                if done:
+                    task.result()
+                    return
+                if not self._in_handler:
+                    waited += time.monotonic() - t0
+                if waited >= limit:
+                    raise ReconnectRequested("subscribe-timeout")
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _watchdog(self) -> None:
         limit = self.settings.watchdog_seconds
