@@ -5,6 +5,7 @@ refused at start-up with a message saying what to do."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -102,3 +103,23 @@ def test_worker_start_refuses_another_faust_version(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "faust-streaming: pinned 0.15.3, installed 0.16.0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# the private faust / mode / aiokafka members the fence touches, and any private name imported from faust or mode
+FAUST_PRIVATE = re.compile(
+    r"\._(finalized|tp_to_callback\w*|read_offset|n_acked|commit_fut|commit_every|add_gap|drain_messages|"
+    r"channel_stop_iteration|current_event|set_current_event|new_transport|create_worker_consumer|"
+    r"new_consumer_thread|fetch_max_wait_ms|stopped)\b|from (faust|mode)[\w.]* import _")
+
+
+def test_only_the_fence_reaches_into_faust() -> None:
+    """A reach into these members anywhere else would run unguarded on another faust version."""
+    offenders = []
+    for package in ("marketpipe", "processors", "producers", "simulators", "benchmarks", "schemas", "tests"):
+        for path in (REPO / package).rglob("*.py"):
+            if path in (REPO / "processors" / "faust_fence.py", Path(__file__).resolve()):
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if FAUST_PRIVATE.search(line):
+                    offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
