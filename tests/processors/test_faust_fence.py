@@ -87,21 +87,25 @@ def test_missing_library_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 FAKE_VERSION = """
 import importlib.metadata as metadata
 real = metadata.version
-metadata.version = lambda dist: "0.16.0" if dist.lower() == "faust-streaming" else real(dist)
+metadata.version = lambda dist: "{fake}" if dist.lower() == "{dist}" else real(dist)
 from processors.worker import main
 raise SystemExit(main([]))
 """
 
 
-def test_worker_start_refuses_another_faust_version(tmp_path: Path) -> None:
-    """`marketpipe process` with faust 0.16.0 (faked): exit code 2 and the message, before touching Kafka
-    (the bootstrap address is a closed port; reaching it would hang on retries instead of exiting)."""
+@pytest.mark.parametrize(("dist", "fake", "pinned"), [("faust-streaming", "0.16.0", "0.15.3"),
+                                                      ("prometheus-client", "0.27.0", "0.26.0")])
+def test_worker_start_refuses_another_fenced_library_version(tmp_path: Path, dist: str, fake: str,
+                                                             pinned: str) -> None:
+    """`marketpipe process` with a faked installed version: exit code 2 and the message, before touching
+    Kafka (the bootstrap address is a closed port; reaching it would fail after retries with a traceback)."""
     env = {**os.environ, "MARKETPIPE_KAFKA_BOOTSTRAP": "127.0.0.1:9", "MARKETPIPE_REGISTRY_URL": "http://127.0.0.1:9",
            "MARKETPIPE_PROCESSOR_DATA_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", FAKE_VERSION], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=240)
+    done = subprocess.run([sys.executable, "-c", FAKE_VERSION.format(dist=dist, fake=fake)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=240)
     assert done.returncode == 2, done.stderr
-    assert "faust-streaming: pinned 0.15.3, installed 0.16.0" in done.stderr
+    assert f"{dist}: pinned {pinned}, installed {fake}" in done.stderr
+    assert f"pip install {dist}=={pinned}" in done.stderr
     assert "Traceback" not in done.stderr
 
 
