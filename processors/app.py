@@ -17,8 +17,9 @@ from processors.batches import take_batches
 from processors.book_stage import BookStage
 from processors.candle_stage import CandleStage
 from processors.context import key_partition
+from processors.faust_fence import ProcessorFaustApp
 from processors.settings import ProcessorSettings
-from processors.transport import ProcessorFaustApp, RawBytesSchema
+from processors.transport import RawBytesSchema
 from processors.wire import ContractWire, topic_name
 from schemas.topics import ACCOUNT, BOOK, BOOK_TOP, OHLCV, TRADES
 

@@ -12,7 +12,8 @@ faust's stream iterator and `take_events` do for offsets:
   `take_events` does (`Event.ack`: the message's refcount, then `Consumer.ack` marks the offset committable);
 - StopAsyncIteration from the queue (faust stopping its streams) ends the iteration, as it ends faust's.
 So offsets are committed only for processed events, and the StateFlusher still writes their state to the
-changelog before faust commits them.
+changelog before faust commits them. Marking the stream as iterated and releasing its channel at the end
+reach into faust's private members: `processors/faust_fence.py` does both.
 
 What it leaves out on purpose: faust's per-event sensor hooks (`on_message_in/out`,
 `on_stream_event_in/out`), which feed faust's own Monitor statistics; at 20k events/s they were ~8 % of
@@ -32,6 +33,8 @@ from time import monotonic
 from typing import Any
 
 from faust.types import EventT, StreamT
+
+from processors.faust_fence import begin_stream_iteration, end_stream_iteration
 
 
 async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterator[list[EventT]]:
@@ -56,7 +59,7 @@ async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterat
             return exc
         return None
 
-    s._finalized = True
+    begin_stream_iteration(stream)
     started_here = await s.maybe_start()
     try:
         while not s.should_stop:
@@ -90,7 +93,7 @@ async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterat
         # iterator then returns, and so does this (StopAsyncIteration may not escape an async generator)
         return
     finally:
-        s._channel_stop_iteration(channel)
+        end_stream_iteration(stream, channel)
         if started_here:
             await s.stop()
             s.service_reset()

@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from aiokafka.partitioner import murmur2
-from faust.streams import _current_event  # faust keeps the current event in this ContextVar
 from faust.types import EventT
+
+from processors.faust_fence import current_event_var  # faust's (private) current-event ContextVar
 
 
 def wall_us() -> int:
@@ -29,11 +30,11 @@ def event_context(event: EventT) -> Iterator[None]:
     Batches taken with Stream.take_events mix partitions; faust's table and RocksDB store pick the
     changelog partition and the partition database from the current event.
     """
-    token = _current_event.set(weakref.ref(event))
+    token = current_event_var.set(weakref.ref(event))
     try:
         yield
     finally:
-        _current_event.reset(token)
+        current_event_var.reset(token)
 
 
 def describe(event: EventT) -> dict[str, Any]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections import Counter as Tally
 from collections import deque
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from marketpipe.prometheus_fence import observe_all as observe_all  # bulk observe (private fields: fenced)
 
 EVENTS = Counter("marketpipe_processor_events_total", "Source events folded into state", ["stream"])
 MALFORMED = Counter("marketpipe_processor_malformed_total", "Source events skipped as malformed", ["stream"])
@@ -45,16 +45,10 @@ FLUSH_SECONDS = Histogram("marketpipe_processor_flush_seconds", "Time to write c
                           "commit (the worker handles no events meanwhile)", ["stream"], buckets=_WORK_BUCKETS)
 
 
-def observe_all(histogram: Histogram, values: list[float]) -> None:
-    """`histogram.observe(v)` for every value, bucket by bucket: one increment per bucket touched instead of a
-    Python loop over the bounds and two locked increments per value (prometheus_client has no bulk observe).
-    Same result as observe(): a value lands in the first bucket whose upper bound is >= it."""
-    if not values:
-        return
-    bounds, buckets = histogram._upper_bounds, histogram._buckets  # type: ignore[attr-defined]
-    for index, count in Tally(bisect_left(bounds, v) for v in values).items():
-        buckets[index].inc(count)
-    histogram._sum.inc(sum(values))  # type: ignore[attr-defined]
+def events_by_stream() -> dict[str, float]:
+    """marketpipe_processor_events_total per stream, read through the public collect()."""
+    return {sample.labels["stream"]: sample.value for metric in EVENTS.collect() for sample in metric.samples
+            if sample.name.endswith("_total")}
 
 
 class LatencyWindow:

@@ -35,7 +35,7 @@ class ProcessorSettings(KafkaClientSettings):
     # at once, without a rebalance, if it returns within the session timeout
     processor_group_instance_id: str | None = None
     processor_batch_max: int = 2000  # events taken from a stream at once
-    # the consumer's fetch long-poll (faust: 1500 ms); short, so a backlog is fetched again at once (transport.py)
+    # the consumer's fetch long-poll (faust: 1500 ms); short, so a backlog is fetched again at once (faust_fence.py)
     processor_fetch_max_wait_ms: int = 20
     # longest wait for a batch to fill: 0 = fold in whatever is queued (a wait idles a worker that is behind,
     # and adds to event -> queryable; batches still grow with the backlog)

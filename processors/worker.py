@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import sys
 
+from marketpipe.fencing import UnpinnedLibraryError
 from processors.settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,22 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def check_fenced_libraries() -> None:
+    """The fences (processors/faust_fence.py, marketpipe/prometheus_fence.py) refuse library versions they
+    were not written for: raises UnpinnedLibraryError saying which, before the worker touches Kafka."""
+    from marketpipe import prometheus_fence
+    from processors import faust_fence
+
+    faust_fence.require_pinned_versions()
+    prometheus_fence.require_pinned_version()
+
+
 def run(settings: ProcessorSettings) -> int:
+    try:
+        check_fenced_libraries()
+    except UnpinnedLibraryError as exc:
+        print(f"marketpipe process: {exc}", file=sys.stderr)
+        return 2
     import faust
 
     proc = build(settings)

@@ -32,3 +32,14 @@ def test_observe_all_matches_observe_per_value() -> None:
     for k, v in want.items():
         assert abs(got[k] - v) < 1e-6, k
     assert want[("one_by_one_count", "")] == len(values)
+
+
+def test_events_by_stream_reads_the_labelled_counters() -> None:
+    from processors import metrics
+
+    before = metrics.events_by_stream()
+    metrics.EVENTS.labels("fence-test").inc(3)
+    metrics.EVENTS.labels("fence-test").inc(4)
+    after = metrics.events_by_stream()
+    assert after["fence-test"] - before.get("fence-test", 0) == 7
+    assert all(after[k] == v for k, v in before.items() if k != "fence-test")
