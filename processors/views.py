@@ -24,6 +24,7 @@ the caller's headers, Authorization included, so the owner checks the same token
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,8 @@ from processors import metrics
 
 if TYPE_CHECKING:
     from processors.app import ProcessorApp
+
+log = logging.getLogger(__name__)
 
 #: faust settings that switch off every built-in page (public settings of faust-streaming 0.15): /router/,
 #: /table/, the statistics index and /assignment/, /graph, /performance/. What remains of faust's own
@@ -102,7 +105,13 @@ class QuerySurface:
             return self.error(404, f"no such path {request.path}")
         if resource.canonical not in self.open_paths and not self.authorized(request):
             return self.error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-        return await handler(request)
+        try:
+            return await handler(request)
+        except aioweb.HTTPException:
+            raise
+        except Exception:  # a bug in a view: logged with its traceback, answered as JSON (not aiohttp's text)
+            log.exception("query %s %s failed", request.method, request.path_qs)
+            return self.error(500, f"internal error answering {request.path}")
 
 
 class BadParam(ValueError):
@@ -135,6 +144,14 @@ def register_views(proc: ProcessorApp) -> None:
             return await app.router.route_req(table_name, key, view.web, request)
         except SameNode:
             pass
+        except Exception as exc:  # noqa: BLE001 - the owner cannot be looked up (yet)
+            # faust finds the owner through its producer's metadata for the table's changelog topic, which
+            # the producer may not have fetched yet (right after start-up, before it wrote that changelog):
+            # the partition is computed like the producers do; if this worker owns it, it answers itself
+            if not proc.owned(key):
+                log.warning("cannot route a query for %r in %s: %r", key, table_name, exc)
+                return view.json({"error": f"cannot route the query to the owner of {key.decode()} yet; retry"},
+                                 status=503, headers={"Retry-After": "1"})
         try:
             result = handler()
             return await result if not isinstance(result, Response) and hasattr(result, "__await__") else result

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -161,6 +163,10 @@ async def test_bearer_token_guards_queries_and_forwarding_carries_it(
                 async with http.post(w.url + "/processor/stats?reset_latency=true", headers=auth) as r:
                     assert r.status == 200
         assert pb  # keeps the split visible in failures
+        # `marketpipe query` sends the token from the environment
+        cli = argparse.Namespace(what="top", key=f"{venue}:M0-USD", url=a.url, depth=None, interval="1m", limit=None)
+        assert await asyncio.to_thread(query_cli, cli, token) == 0
+        assert await asyncio.to_thread(query_cli, cli, None) == 1
     finally:
         a.stop()
         b.stop()
@@ -221,3 +227,17 @@ async def wait_ready(w: Worker, headers: dict[str, str], timeout: float = 90.0) 
             pass
         await asyncio.sleep(0.2)
     raise TimeoutError(f"worker on {w.url} not ready after {timeout}s; log {w.log_path}")
+
+
+def query_cli(args: argparse.Namespace, token: str | None) -> int:
+    from marketpipe.query import main
+
+    saved = os.environ.pop("MARKETPIPE_PROCESSOR_QUERY_TOKEN", None)
+    try:
+        if token is not None:
+            os.environ["MARKETPIPE_PROCESSOR_QUERY_TOKEN"] = token
+        return main(args)
+    finally:
+        os.environ.pop("MARKETPIPE_PROCESSOR_QUERY_TOKEN", None)
+        if saved is not None:
+            os.environ["MARKETPIPE_PROCESSOR_QUERY_TOKEN"] = saved
