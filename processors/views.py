@@ -24,12 +24,14 @@ the caller's headers, Authorization included, so the owner checks the same token
 from __future__ import annotations
 
 import hmac
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web as aioweb
 from faust.exceptions import SameNode
+from faust.types import AppT
 from faust.types.web import Request, Response
 from faust.web import View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -69,11 +71,12 @@ class QuerySurface:
         self.paths: set[str] = set()
         self.open_paths: set[str] = set()
 
-    def page(self, app: Any, path: str, *, open_: bool = False) -> Callable[[Any], Any]:
+    def page(self, app: AppT, path: str, *, open_: bool = False) -> Callable[[Any], type[View]]:
+        """app.page(path), remembered as a path this port serves (open_: without the token)."""
         self.paths.add(path)
         if open_:
             self.open_paths.add(path)
-        return app.page(path)  # type: ignore[no-any-return]
+        return app.page(path)
 
     @staticmethod
     def error(status: int, message: str, **headers: str) -> aioweb.Response:
@@ -135,7 +138,7 @@ def register_views(proc: ProcessorApp) -> None:
     app = proc.app
     s = proc.settings
 
-    def page(path: str, *, open_: bool = False) -> Callable[[Any], Any]:
+    def page(path: str, *, open_: bool = False) -> Callable[[Any], type[View]]:
         return proc.surface.page(app, path, open_=open_)
 
     async def routed(view: View, request: Request, table_name: str, key: bytes,
@@ -154,7 +157,9 @@ def register_views(proc: ProcessorApp) -> None:
                                  status=503, headers={"Retry-After": "1"})
         try:
             result = handler()
-            return await result if not isinstance(result, Response) and hasattr(result, "__await__") else result
+            if inspect.isawaitable(result):
+                return await result
+            return result
         except BadParam as exc:
             return view.json({"error": str(exc)}, status=400)
 
