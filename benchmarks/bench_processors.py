@@ -89,7 +89,8 @@ class Bench:
 
     async def stats(self, http: aiohttp.ClientSession, reset: bool = False, latency: bool = True) -> dict:
         query = "?reset_latency=true" if reset else "" if latency else "?latency=false"
-        async with http.get(f"{self.url}/processor/stats{query}") as r:
+        # a latency reset changes state: POST only (GET with reset_latency answers 400)
+        async with http.request("POST" if reset else "GET", f"{self.url}/processor/stats{query}") as r:
             return await r.json()
 
     async def wait_ready(self, http: aiohttp.ClientSession) -> None:

@@ -1,9 +1,13 @@
-"""`marketpipe query`: reads the processors' query endpoints (any worker; it forwards to the owner)."""
+"""`marketpipe query`: reads the processors' query endpoints (any worker; it forwards to the owner).
+
+With MARKETPIPE_PROCESSOR_QUERY_TOKEN set (the token the workers check) it sends `Authorization: Bearer <token>`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -34,8 +38,10 @@ def query_url(args: argparse.Namespace) -> str:
 
 def main(args: argparse.Namespace) -> int:
     url = query_url(args)
+    token = os.environ.get("MARKETPIPE_PROCESSOR_QUERY_TOKEN")
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=10) as resp:
             body = json.loads(resp.read())
             status = resp.status
     except urllib.error.HTTPError as exc:

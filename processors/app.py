@@ -20,6 +20,7 @@ from processors.context import key_partition
 from processors.faust_fence import ProcessorFaustApp
 from processors.settings import ProcessorSettings
 from processors.transport import RawBytesSchema
+from processors.views import FAUST_PAGES_OFF, QuerySurface, register_views
 from processors.wire import ContractWire, topic_name
 from schemas.topics import ACCOUNT, BOOK, BOOK_TOP, OHLCV, TRADES
 
@@ -87,6 +88,8 @@ class ProcessorApp:
     def __init__(self, settings: ProcessorSettings, wire: ContractWire) -> None:
         s = self.settings = settings
         n = s.processor_topic_partitions
+        token = s.processor_query_token
+        self.surface = QuerySurface(token.get_secret_value() if token is not None else None)
         self.app = ProcessorFaustApp(
             s.processor_app_id,
             broker=f"kafka://{s.kafka_bootstrap}",
@@ -109,6 +112,9 @@ class ProcessorApp:
             web_bind=s.processor_web_bind,
             web_port=s.processor_web_port,
             canonical_url=s.canonical_url,
+            # only the query API on the port (views.py): faust's pages off, everything else 404, optional token
+            **FAUST_PAGES_OFF,
+            web_application_options={"middlewares": [self.surface.middleware]},
             key_serializer="raw",
             value_serializer="raw",
             autodiscover=False,
@@ -183,8 +189,6 @@ class ProcessorApp:
                 stage.forget()
 
         app.on_partitions_revoked.connect(forget)
-
-        from processors.views import register_views
 
         register_views(self)
 

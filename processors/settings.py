@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import SecretStr, field_validator
 
 from marketpipe.settings import EnvList, KafkaClientSettings
 from processors.candles import interval_us
@@ -15,8 +15,13 @@ class ProcessorSettings(KafkaClientSettings):
     processor_store_url: str = "rocksdb://"  # memory:// for tests; rocksdb:// (rocksdict) in production
     processor_data_dir: str = "/var/lib/marketpipe/processors"  # RocksDB files (faust datadir)
     processor_web_host: str = "127.0.0.1"  # host other workers use to reach this one (pod IP in k8s)
-    processor_web_bind: str = "0.0.0.0"
+    # the address the query port listens on: loopback unless told otherwise (the chart binds the pod IP);
+    # 0.0.0.0 exposes the port on every interface
+    processor_web_bind: str = "127.0.0.1"
     processor_web_port: int = 6066
+    # optional bearer token for the query API (views.py): queries without `Authorization: Bearer <token>`
+    # get 401. /metrics, /processor/ready and /processor/live stay open for scrapes and probes.
+    processor_query_token: SecretStr | None = None
     # Default at_least_once: every table update is idempotent (source offsets already folded in are
     # skipped, derived events carry deterministic event_ids) so replays after a crash change nothing, and
     # it avoids one transactional producer per partition plus commit-interval latency on derived topics.
@@ -62,6 +67,13 @@ class ProcessorSettings(KafkaClientSettings):
             interval_us(name)
         if len(set(v)) != len(v) or not v:
             raise ValueError(f"candle intervals must be distinct and non-empty: {v}")
+        return v
+
+    @field_validator("processor_query_token")
+    @classmethod
+    def _check_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and (not v.get_secret_value() or v.get_secret_value() != v.get_secret_value().strip()):
+            raise ValueError("processor_query_token must be non-empty without surrounding whitespace")
         return v
 
     @property

@@ -32,15 +32,15 @@ def rendered_notes(tmp_path: Path, values: str, api_versions: tuple[str, ...] = 
 def processor_routes() -> list[re.Pattern[str]]:
     """The faust pages processors/views.py registers, as regexes over concrete paths."""
     source = (REPO / "processors" / "views.py").read_text()
-    routes = re.findall(r'@app\.page\("([^"]+)"\)', source)
-    assert routes, "no @app.page routes found in processors/views.py"
+    routes = re.findall(r'@page\("([^"]+)"', source)
+    assert routes, "no @page routes found in processors/views.py"
     return [re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", r) + "$") for r in routes]
 
 
 def test_notes_tell_how_to_query_tables_on_real_routes(tmp_path: Path) -> None:
     notes = rendered_notes(tmp_path, "multi-venue-values")
-    assert "kubectl -n markets port-forward svc/mp-marketpipe-processors 6066" in notes
-    paths = re.findall(r'curl -s "localhost:6066(/[^"?]*)', notes)
+    assert "curl -s \"http://mp-marketpipe-processors.markets.svc:6066/books/<venue>/<market>?depth=10\"" in notes
+    paths = re.findall(r'curl -s "mp-marketpipe-processors:6066(/[^"?]*)', notes)
     assert len(paths) >= 5, notes
     routes = processor_routes()
     for path in paths:

@@ -197,7 +197,8 @@ def test_statefulset_keeps_rocksdb_on_a_volume(rendered: dict[str, Manifests]) -
     headless = m.get("Service", sts["spec"]["serviceName"])
     assert headless["spec"]["clusterIP"] == "None"
     assert env["MARKETPIPE_PROCESSOR_PROCESSING_GUARANTEE"] == "exactly_once"
-    assert env["MARKETPIPE_PROCESSOR_WEB_HOST"] == "127.0.0.1"  # fieldRef status.podIP (resolved as a pod's IP)
+    # other workers reach this one by its stable DNS name (pod name under the headless Service)
+    assert env["MARKETPIPE_PROCESSOR_WEB_HOST"] == f"pod-0.{headless['metadata']['name']}.markets.svc.cluster.local"
 
 
 def test_workers_prefer_separate_nodes(rendered: dict[str, Manifests], helm_bin: str) -> None:
@@ -262,7 +263,7 @@ def test_probes_point_at_the_port_the_service_opens(values: Any, rendered: dict[
             opened, paths = int(env["MARKETPIPE_HEALTH_PORT"]), {"livenessProbe": "/health", "readinessProbe": "/ready"}
         else:
             opened = int(env["MARKETPIPE_PROCESSOR_WEB_PORT"])
-            paths = {"startupProbe": "/processor/stats", "livenessProbe": "/processor/stats",
+            paths = {"startupProbe": "/processor/live", "livenessProbe": "/processor/live",
                      "readinessProbe": "/processor/ready"}
         for probe, path in paths.items():
             get = c[probe]["httpGet"]

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from marketpipe.infra.ports import free_port
@@ -40,10 +41,11 @@ def probe_url(container: dict[str, Any], probe: str) -> str:
     return f"http://127.0.0.1:{port}{get['path']}"
 
 
-def service(m: Manifests, kind: str, name: str, tmp_path: Path, label: str) -> tuple[ServiceProcess, dict[str, Any]]:
+def service(m: Manifests, kind: str, name: str, tmp_path: Path, label: str,
+            existing_secrets: dict[str, dict[str, str]] | None = None) -> tuple[ServiceProcess, dict[str, Any]]:
     obj = m.get(kind, name)
     container = container_of(obj)
-    env = ContainerEnvironment(m).resolve(container)
+    env = ContainerEnvironment(m, existing_secrets or {}).resolve(container)
     home = tmp_path / f"{label}-home"
     home.mkdir()
     return ServiceProcess(command_line(container), process_env(env, home), tmp_path / f"{label}.log"), container
@@ -150,17 +152,22 @@ async def test_rabbitx_producer_authenticates_with_the_charts_secret(cluster: Cl
 @pytest.mark.timeout(180)
 async def test_processor_worker_starts_and_becomes_ready(cluster: Cluster, registry: ContractRegistry,
                                                          registry_url: str, unique: str, tmp_path: Path) -> None:
-    """`marketpipe process` as the StatefulSet runs it (RocksDB store on its data volume): the startup/
-    liveness path answers while tables recover, readiness turns 200 once partitions are assigned."""
+    """`marketpipe process` as the StatefulSet runs it (RocksDB store on its data volume, static membership,
+    query token from a Secret): the startup/liveness path answers while tables recover, readiness turns 200
+    once partitions are assigned; probes and /metrics need no token, queries do."""
     m = render([values_file("minimal-values")], {
         **addresses(cluster, registry_url),
         "producers": {},
         "processors": {"appId": f"helmtest-{unique}", "webPort": free_port(), "dataDir": str(tmp_path / "data"),
                        "topicReplication": 1, "standbyReplicas": 0,
                        # a fresh app id on the shared broker: start at the end instead of replaying history
-                       "settings": {"processor_offset_reset": "latest"}},
+                       "settings": {"processor_offset_reset": "latest"},
+                       "queryToken": {"existingSecret": "mp-query", "key": "token"}},
     })
-    worker, container = service(m, "StatefulSet", f"{FULL}-processors", tmp_path, "processor")
+    token = f"tok{unique}"
+    worker, container = service(m, "StatefulSet", f"{FULL}-processors", tmp_path, "processor",
+                                {"mp-query": {"token": token}})
+    assert worker.env["MARKETPIPE_PROCESSOR_GROUP_INSTANCE_ID"] == "pod-0"
     try:
         await worker.start()
         await worker.wait_http(probe_url(container, "startupProbe"), timeout=60)
@@ -169,7 +176,10 @@ async def test_processor_worker_starts_and_becomes_ready(cluster: Cluster, regis
         assert any(p.name.endswith(".db") for p in (tmp_path / "data").rglob("*")), "no RocksDB table files"
         # the query routes answer on the Service's target port (unknown market: a clear 404)
         base = probe_url(container, "readinessProbe").rsplit("/processor/", 1)[0]
-        await worker.wait_http(f"{base}/books/helmtest{unique}/NONE-USD", timeout=10, status=404)
+        await worker.wait_http(f"{base}/books/helmtest{unique}/NONE-USD", timeout=10, status=401)
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http, \
+                http.get(f"{base}/books/helmtest{unique}/NONE-USD") as r:
+            assert r.status == 404 and "unknown" in (await r.json())["error"]
         # what the ServiceMonitor scrapes (port "web", /metrics)
         assert "marketpipe_processor_" in await worker.wait_http(f"{base}/metrics", timeout=10)
     finally:

@@ -166,7 +166,8 @@ def test_service_settings_parse_the_rendered_environment(stem: str, service: str
         assert s.processor_store_url == "rocksdb://"
         assert s.processor_data_dir == "/var/lib/marketpipe/processors"
         assert s.processor_web_port == next(x["containerPort"] for x in container["ports"] if x["name"] == "web")
-        assert s.processor_web_bind == "0.0.0.0" and s.processor_web_host == "127.0.0.1"  # the pod IP
+        assert s.processor_web_bind == "127.0.0.1"  # the pod IP (status.podIP, resolved as this pod's)
+        assert s.processor_web_host.startswith("pod-0.") and s.processor_group_instance_id == "pod-0"  # pod name
         assert s.processor_topic_partitions == (values.get("topics") or {}).get("partitions", 6)
         assert s.processor_processing_guarantee == proc.get("processingGuarantee", "at_least_once")
         assert s.processor_candle_intervals == proc.get("candleIntervals", ["1s", "1m", "5m", "1h"])

@@ -278,7 +278,6 @@ MARKETPIPE_HEALTH_HOST: "0.0.0.0"
 MARKETPIPE_PROCESSOR_APP_ID: {{ .appId | quote }}
 MARKETPIPE_PROCESSOR_STORE_URL: "rocksdb://"
 MARKETPIPE_PROCESSOR_DATA_DIR: {{ .dataDir | quote }}
-MARKETPIPE_PROCESSOR_WEB_BIND: "0.0.0.0"
 MARKETPIPE_PROCESSOR_WEB_PORT: {{ include "marketpipe.scalar" .webPort | quote }}
 MARKETPIPE_PROCESSOR_PROCESSING_GUARANTEE: {{ .processingGuarantee | quote }}
 MARKETPIPE_PROCESSOR_TOPIC_PARTITIONS: {{ include "marketpipe.scalar" $.Values.topics.partitions | quote }}
