@@ -21,6 +21,7 @@ from ccxt.async_support.base.ws.order_book import OrderBook
 from ccxt.async_support.base.ws.order_book_side import Asks, Bids
 
 from producers.ccxt.exact import to_exact_decimal
+from producers.ccxt.fence import install_order_book_factory
 
 ZERO = Decimal(0)
 
@@ -135,4 +136,4 @@ def install_journaled_books(exchange: Any) -> None:
     def order_book(snapshot: dict[str, Any] | None = None, depth: int | None = None) -> JournaledOrderBook:
         return JournaledOrderBook(snapshot, depth)
 
-    exchange.order_book = order_book
+    install_order_book_factory(exchange, order_book)
