@@ -37,31 +37,32 @@ from producers.ccxt.exact import safe_exact, safe_exact_2, safe_exact_n
 
 log = logging.getLogger(__name__)
 
-CCXT_VERSION = "4.5.90"  # exactly what pyproject.toml pins; the fingerprints in tests/ccxt are for it
+CCXT_VERSION = "4.5.90"  # exactly what pyproject.toml pins; the UPSTREAM fingerprints below are for it
 
-# upstream callables whose behaviour this fence (or a module it names) relies on, replaces or wraps
-UPSTREAM = (
-    "ccxt.async_support.base.ws.cache.ArrayCache.append",
-    "ccxt.async_support.base.ws.cache.ArrayCacheBySymbolById.append",
-    "ccxt.base.exchange.Exchange.clean_ws_data",
-    "ccxt.base.exchange.Exchange.safe_float",
-    "ccxt.base.exchange.Exchange.safe_float_2",
-    "ccxt.base.exchange.Exchange.safe_float_n",
-    "ccxt.async_support.base.ws.client.Client.future",
-    "ccxt.async_support.base.ws.order_book.OrderBook.reset",
-    "ccxt.async_support.base.ws.order_book_side.OrderBookSide.storeArray",
-    "ccxt.async_support.base.ws.order_book_side.OrderBookSide.limit",
-    "ccxt.pro.binance.binance.handle_message",
-    "ccxt.pro.binance.binance.handle_trade",
-    "ccxt.pro.binance.binance.handle_my_trade",
-    "ccxt.pro.binance.binance.handle_order",
-    "ccxt.pro.binance.binance.watch_trades_for_symbols",
-    "ccxt.pro.okx.okx.handle_message",
-    "ccxt.pro.okx.okx.handle_trades",
-    "ccxt.pro.okx.okx.handle_my_trades",
-    "ccxt.pro.okx.okx.handle_orders",
-    "ccxt.pro.okx.okx.handle_order_book_message",
-)
+# upstream callables whose behaviour this fence (or a module it names) relies on, replaces or wraps, with
+# the sha256 (first 16 hex digits) of their source in CCXT_VERSION: tests/ccxt/test_fence.py recomputes them
+UPSTREAM: dict[str, str] = {
+    "ccxt.async_support.base.ws.cache.ArrayCache.append": "c58362c27d7e96df",
+    "ccxt.async_support.base.ws.cache.ArrayCacheBySymbolById.append": "5119821d9d7f4464",
+    "ccxt.base.exchange.Exchange.clean_ws_data": "8e2597c8da55daa5",
+    "ccxt.base.exchange.Exchange.safe_float": "7cc2c07d5e1078d4",
+    "ccxt.base.exchange.Exchange.safe_float_2": "1460f6f0fa0691aa",
+    "ccxt.base.exchange.Exchange.safe_float_n": "667ad790cf640e8a",
+    "ccxt.async_support.base.ws.client.Client.future": "6e5436cb2c17bba9",
+    "ccxt.async_support.base.ws.order_book.OrderBook.reset": "d6b05564f9401324",
+    "ccxt.async_support.base.ws.order_book_side.OrderBookSide.storeArray": "5dbb6a0623f3873f",
+    "ccxt.async_support.base.ws.order_book_side.OrderBookSide.limit": "dd61887e15add295",
+    "ccxt.pro.binance.binance.handle_message": "b72df3e652ab9c74",
+    "ccxt.pro.binance.binance.handle_trade": "6336476915bf39c8",
+    "ccxt.pro.binance.binance.handle_my_trade": "d741b6d1d27b1f6a",
+    "ccxt.pro.binance.binance.handle_order": "7df52a65306dc45a",
+    "ccxt.pro.binance.binance.watch_trades_for_symbols": "5dab6e17cbe5192e",
+    "ccxt.pro.okx.okx.handle_message": "27b2066eab2bfd64",
+    "ccxt.pro.okx.okx.handle_trades": "c9882d4e3c4ae553",
+    "ccxt.pro.okx.okx.handle_my_trades": "4be70eb3cc72e8c4",
+    "ccxt.pro.okx.okx.handle_orders": "0c479d6256542d06",
+    "ccxt.pro.okx.okx.handle_order_book_message": "931bad627529832d",
+}
 
 
 class CcxtVersionMismatch(RuntimeError):

@@ -24,13 +24,14 @@ SYMBOL, MARKET = "BTCUSDT", "BTC-USDT"
 
 
 def binance_settings(cluster, registry_url: str, sim: BinanceSimulator, venue: str, **kw) -> CcxtSettings:  # noqa: ANN001
+    ccxt_options = {"fetchMarkets": {"types": ["spot"]}, **kw.pop("ccxt_options", {})}
     options = {"markets": ["BTC/USDT"], "book_depth": 100, "reconnect_initial_delay": 0.05,
                "reconnect_max_delay": 1.0, **kw}
     return CcxtSettings(
         kafka_bootstrap=cluster.bootstrap, registry_url=registry_url, create_topics=False, register_schemas=False,
         exchange="binance", venue=venue, rest_base_override=sim.rest_url,
         url_overrides={"api.ws.spot": sim.ws_url, "api.ws.ws-api.spot": f"ws://127.0.0.1:{sim.port}/ws-api/v3"},
-        ccxt_options={"fetchMarkets": {"types": ["spot"]}}, **options)
+        ccxt_options=ccxt_options, **options)
 
 
 async def steps(sim: BinanceSimulator, n: int) -> None:
