@@ -6,6 +6,8 @@ import asyncio
 import logging
 from typing import Any
 
+from prometheus_client import Gauge
+
 from producers.ccxt import mapping
 from producers.ccxt.exact import exact_text
 from producers.ccxt.host import Body, ChannelHost, WatchedMarket, watch_and_drain
@@ -14,6 +16,9 @@ from producers.core.backoff import Backoff
 from producers.core.numbers import now_micros
 
 log = logging.getLogger(__name__)
+
+TAP_QUEUE = Gauge("marketpipe_ccxt_tap_queue_items", "Items ccxt parsed and the producer has not published yet "
+                  "(when a drain starts; grows only while publishing blocks)", ["venue", "channel"])
 
 
 class MarketDataChannels(ChannelHost):
@@ -42,6 +47,7 @@ class MarketDataChannels(ChannelHost):
 
     async def _drain_trades(self, m: WatchedMarket, history: TradeHistory | None) -> None:
         queue = m.trades.items
+        TAP_QUEUE.labels(self.venue, "trades").set(len(queue))
         receive_ts = now_micros()
         while queue:
             t = queue.popleft()

@@ -101,6 +101,11 @@ async def test_binance_dropped_trades_and_disconnect_recovered_over_rest(cluster
             ids = [t["trade_id"] for t in trades]
             assert ids == truth  # every trade, once, in order: the dropped ones recovered in place
             assert not any(t["gap"] for t in trades)
+            by_id = {str(a.agg_id): a.trade for a in sim.agg_trades["BTCUSDT"]}
+            for t in trades:  # recovered over REST or not: the venue's exact text, side and time
+                sim_trade = by_id[t["trade_id"]]
+                assert (t["price"], t["size"], t["side"], t["exchange_ts"]) == \
+                    (sim_trade.price, sim_trade.size, sim_trade.taker_side.upper(), sim_trade.ts_ms * 1000)
             assert run.feed.metrics.count("recovered", "trades") >= 25
             assert run.feed.metrics.count("gap_markers") == 0
             assert sim.requests["/api/v3/aggTrades"] >= 1
@@ -170,6 +175,8 @@ async def test_okx_dropped_trades_recovered_or_marked(cluster, registry, registr
             if rest == "serves":
                 trades = await trades_in_kafka(run, "BTC-USDT", len(truth), 60)
                 assert [t["trade_id"] for t in trades] == truth
+                assert [(t["price"], t["size"], t["side"], t["exchange_ts"]) for t in trades] == \
+                    [(t.price, t.size, t.taker_side.upper(), t.ts_ms * 1000) for t in model.trades]
                 assert run.feed.metrics.count("recovered", "trades") == 150
                 assert run.feed.metrics.count("gap_markers") == 0
                 assert sim.requests["/api/v5/market/history-trades"] >= 2  # paged back over 150 ids
@@ -181,5 +188,51 @@ async def test_okx_dropped_trades_recovered_or_marked(cluster, registry, registr
                 assert (marker["gap"]["after_id"], marker["gap"]["before_id"], marker["gap"]["missing_count"]) == \
                     (str(dropped[0] - 1), str(dropped[-1] + 1), 150)
                 assert run.feed.metrics.count("missing_events", "trades") == 150
+    finally:
+        await sim.stop()
+
+
+async def test_binance_burst_of_fills_and_orders_beyond_ccxt_rings(cluster, registry, registry_url, unique):
+    """400 user-data frames back to back with ccxt's order and my-trade rings of 5: every fill once and every
+    order state change once reach the account topic (the taps, not the rings)."""
+    from decimal import Decimal
+
+    from schemas.topics import ACCOUNT
+
+    sim = BinanceSimulator([MarketModel("BTCUSDT", "BTC", "USDT", seed=31)], api_key=f"k-{unique}",
+                           secret=f"s-{unique}")
+    sim.account.deposit("USDT", Decimal("100000.00"))
+    await sim.start()
+    settings = binance_settings(cluster, registry_url, sim, f"binfills-{unique}", markets=[], channels=[],
+                                api_key=f"k-{unique}", api_secret=f"s-{unique}", account_id=f"acct-{unique}",
+                                ccxt_options={"tradesLimit": 5, "ordersLimit": 5})
+    try:
+        async with FeedRun(settings, registry) as run:
+            await wait_for(lambda: sim.user_streams() >= 1, 20, "the signed user data stream subscription")
+            await asyncio.sleep(0.3)  # every private watch is parked on the stream
+            orders = []
+            for i in range(50):  # no pause: the frames queue up in ccxt's reader
+                order = await sim.place_order("BTCUSDT", "buy", f"{29000 + i}.00", "0.01000000")
+                await sim.fill_order(order.ord_id, "0.00200000")
+                await sim.fill_order(order.ord_id, "0.00300000")
+                await sim.cancel_order(order.ord_id)
+                orders.append(order.ord_id)
+            want_fills = [f.trade_id for f in sim.account.fills]
+            assert len(want_fills) == 100
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while True:
+                events = await run.events(ACCOUNT)
+                fills = [e["fill"]["fill_id"] for e in events if e["kind"] == "FILL"]
+                states = [(e["order"]["order_id"], e["order"]["status"], e["order"]["filled_size"])
+                          for e in events if e["kind"] == "ORDER"]
+                if (len(fills) >= 100 and len(states) >= 200) or loop.time() > deadline:
+                    break
+                await asyncio.sleep(0.3)
+            assert sorted(fills) == sorted(want_fills) and len(fills) == len(set(fills))
+            assert states == [(o, s, f) for o in orders for s, f in (
+                ("NEW", "0.00000000"), ("PARTIALLY_FILLED", "0.00200000"), ("PARTIALLY_FILLED", "0.00500000"),
+                ("CANCELLED", "0.00500000"))]
+            assert len(run.feed.exchange.orders) <= 5 and len(run.feed.exchange.myTrades) <= 5  # ccxt's rings
     finally:
         await sim.stop()
