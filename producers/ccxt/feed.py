@@ -12,6 +12,13 @@ counted in ``marketpipe_ccxt_errors_total``, and a refused login drops the authe
 would otherwise wait on them forever). A malformed item is counted (``parse_errors``), logged with context
 and skipped; a malformed venue message that would kill ccxt's socket reader is caught there
 (``guard.py``). ``/ready`` is 503 while any task is retrying, with the failing tasks in the body.
+
+Nothing lost to ccxt's rings: trades, fills and orders are handed over by taps on ccxt's caches as ccxt
+parses them (``fence.install_item_taps``) into the producer's own queues; the ``watch_*`` calls only keep
+the subscriptions alive and raise errors. Where trade ids are consecutive (Binance ``aggTrade``, OKX) a
+hole or a reconnect is recovered over REST before anything newer is published, and what REST cannot
+return gets a gap marker (``market_channels.py``, ``trade_recovery.py``). Every reach into ccxt internals
+is in ``fence.py``; another ccxt version than the pinned one is refused at start-up.
 """
 
 from __future__ import annotations

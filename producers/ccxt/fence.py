@@ -18,8 +18,9 @@ What reaches inside ccxt:
   as they are; the producer no longer reads them.
 - **Exact numbers**: instance ``safe_float*`` replacements and ``number = str`` (see ``exact.py``).
 - **Message guard**: ``handle_message`` wrapped so a malformed venue message is skipped (``guard.py``).
-- **Journaled books**: the ``order_book`` factory (``journal.py``, which subclasses ccxt's ``OrderBook``,
-  ``Asks``, ``Bids`` and overrides ``storeArray``/``limit``/``reset``).
+- **Journaled books**: :class:`JournaledOrderBook` subclasses ccxt's ``OrderBook``, ``Asks``, ``Bids``
+  (overriding ``storeArray``/``limit``/``reset``, using the sides' ``_index``/``_depth``); the ``order_book``
+  factory is replaced so ccxt builds them (``journal.py`` explains what they are for).
 - **Checksums**: ``handle_order_book_message`` wrapped, ``client.subscriptions``/``client.reject`` used on
   a mismatch (``checksums.py``).
 - **Refused logins**: ``exchange.clients`` and ``client.subscriptions`` to drop authenticated sockets.
@@ -28,12 +29,16 @@ What reaches inside ccxt:
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import ccxt
+from ccxt.async_support.base.ws.order_book import OrderBook
+from ccxt.async_support.base.ws.order_book_side import Asks, Bids
 
-from producers.ccxt.exact import safe_exact, safe_exact_2, safe_exact_n
+from producers.ccxt.exact import safe_exact, safe_exact_2, safe_exact_n, to_exact_decimal
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,7 @@ UPSTREAM: dict[str, str] = {
     "ccxt.async_support.base.ws.order_book.OrderBook.reset": "d6b05564f9401324",
     "ccxt.async_support.base.ws.order_book_side.OrderBookSide.storeArray": "5dbb6a0623f3873f",
     "ccxt.async_support.base.ws.order_book_side.OrderBookSide.limit": "dd61887e15add295",
+    "ccxt.async_support.base.ws.order_book_side.OrderBookSide.__init__": "3ad45bd0f88cc1c6",
     "ccxt.pro.binance.binance.handle_message": "b72df3e652ab9c74",
     "ccxt.pro.binance.binance.handle_trade": "6336476915bf39c8",
     "ccxt.pro.binance.binance.handle_my_trade": "d741b6d1d27b1f6a",
@@ -180,6 +186,83 @@ def install_message_guard(exchange: Any, on_malformed: Callable[[Any, BaseExcept
             return None
 
     exchange.handle_message = handle_message
+
+
+# -- journaled order books (see journal.py) ----------------------------------------------------------------
+ZERO = Decimal(0)
+
+
+class _JournalMixin:
+    """Mixed into ccxt's Asks/Bids: every change lands in ``changes`` (price -> size, ZERO = removed)."""
+
+    changes: dict[Decimal, Decimal]
+    _index: list[Decimal]
+    _depth: int
+
+    def storeArray(self, delta: list[Any]) -> None:  # noqa: N802 - ccxt's name
+        price, size = delta[0], delta[1]
+        if type(price) is not Decimal:  # hot path: one type check when ccxt already holds Decimals
+            price = delta[0] = to_exact_decimal(price)
+        if type(size) is not Decimal:
+            size = delta[1] = to_exact_decimal(size)
+        before = len(self)  # type: ignore[arg-type]
+        super().storeArray(delta)  # type: ignore[misc]
+        if size or len(self) != before:  # type: ignore[arg-type]
+            self.changes[price] = size if size else ZERO
+
+    def limit(self) -> None:
+        while len(self) > self._depth:  # type: ignore[arg-type]
+            level = self.pop()  # type: ignore[attr-defined]
+            self._index.pop()
+            self.changes[level[0]] = ZERO
+
+
+class JournaledAsks(_JournalMixin, Asks):
+    def __init__(self, deltas: Any = (), depth: int | None = None) -> None:
+        self.changes = {}
+        super().__init__(list(deltas), depth)
+
+
+class JournaledBids(_JournalMixin, Bids):
+    def __init__(self, deltas: Any = (), depth: int | None = None) -> None:
+        self.changes = {}
+        super().__init__(list(deltas), depth)
+
+
+class JournaledOrderBook(OrderBook):
+    """ccxt's OrderBook with journaled sides and a ``was_reset`` flag set by in-place snapshots."""
+
+    def __init__(self, snapshot: dict[str, Any] | None = None, depth: int | None = None) -> None:
+        snapshot = dict(snapshot or {})
+        depth = depth or sys.maxsize
+        snapshot["asks"] = JournaledAsks(snapshot.get("asks", []), depth)
+        snapshot["bids"] = JournaledBids(snapshot.get("bids", []), depth)
+        super().__init__(snapshot, depth)
+        self.was_reset = True  # a new book is a snapshot for downstream
+
+    def reset(self, snapshot: dict[str, Any] | None = None) -> None:
+        super().reset(snapshot or {})
+        self.was_reset = True
+        self["asks"].changes.clear()
+        self["bids"].changes.clear()
+
+    def has_changes(self) -> bool:
+        return bool(self["bids"].changes or self["asks"].changes)
+
+    def drain(self) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """The levels changed since the last drain (absolute sizes, ZERO = removed); clears the journal."""
+        bids, asks = self["bids"].changes, self["asks"].changes
+        out = list(bids.items()), list(asks.items())
+        bids.clear()
+        asks.clear()
+        return out
+
+    def take_snapshot(self) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """The whole book (best first) for a SNAPSHOT event; clears the journal and the reset flag."""
+        self.was_reset = False
+        self["bids"].changes.clear()
+        self["asks"].changes.clear()
+        return [(lv[0], lv[1]) for lv in self["bids"]], [(lv[0], lv[1]) for lv in self["asks"]]
 
 
 def install_order_book_factory(exchange: Any, factory: Callable[..., Any]) -> None:

@@ -1,4 +1,4 @@
-"""Public market-data channels: trades (each once), ticker (on change), OHLCV candles (open and closed)."""
+"""Public market-data channels: trades (each once, holes recovered or marked), ticker (on change), OHLCV candles."""
 
 from __future__ import annotations
 
