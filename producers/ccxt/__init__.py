@@ -9,6 +9,7 @@ prefix ``MARKETPIPE_`` (see ``settings.py``).
 from __future__ import annotations
 
 from producers.ccxt.feed import CcxtFeed
+from producers.ccxt.fence import CcxtVersionMismatch
 from producers.ccxt.settings import CcxtSettings
 from producers.core.runtime import run_feed_service
 
@@ -21,5 +22,6 @@ async def run(settings: CcxtSettings | None = None) -> None:
 
 def main(settings: CcxtSettings | None = None) -> int:
     s = settings or CcxtSettings()
-    # ValueError: an unknown exchange or market, a configuration error not worth retrying
-    return run_feed_service(lambda: CcxtFeed(s), log_level=s.log_level, name="ccxt", config_errors=(ValueError,))
+    # an unknown exchange or market, or a ccxt other than the pinned one: configuration errors, not retried
+    return run_feed_service(lambda: CcxtFeed(s), log_level=s.log_level, name="ccxt",
+                            config_errors=(ValueError, CcxtVersionMismatch))

@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from producers.ccxt import mapping
-from producers.ccxt.host import Body, ChannelHost
+from producers.ccxt.host import Body, ChannelHost, TapQueue, watch_and_drain
 from producers.ccxt.symbols import normalize_market
 from producers.core.backoff import Backoff
 from producers.core.numbers import now_micros, stable_id
 
 
 class AccountChannels(ChannelHost):
+    order_queue: TapQueue
+    fill_queue: TapQueue
+
     def _account_market(self, symbol: Any) -> tuple[str, str]:
         market = self.exchange.markets.get(symbol) if symbol else None
         if market is None:
@@ -43,54 +46,64 @@ class AccountChannels(ChannelHost):
         return body
 
     def _orders_body(self) -> Body:
+        """Every order update ccxt parses (the tap's queue, not ccxt's ``ordersLimit`` ring), once per state."""
+        last: dict[str, dict[str, Any]] = {}
+
+        async def drain() -> None:
+            receive_ts = now_micros()
+            queue = self.order_queue.items
+            while queue:
+                o = queue.popleft()
+                try:
+                    payload = mapping.order_payload(o)
+                    if last.get(payload["order_id"]) == payload:
+                        continue
+                    market, venue_symbol = self._account_market(o.get("symbol"))
+                    account = self.settings.account()
+                    event_id = stable_id(self.venue, account, "order", payload["order_id"], payload["status"],
+                                         payload["filled_size"])
+                    await self._emitter().account(
+                        account, kind="ORDER", market=market, venue_symbol=venue_symbol,
+                        exchange_ts=mapping.ms_to_micros(o.get("lastUpdateTimestamp") or o.get("timestamp"),
+                                                         receive_ts),
+                        receive_ts=receive_ts, payload=payload, event_id=event_id, channel="orders")
+                    last[payload["order_id"]] = payload
+                except (ValueError, TypeError, KeyError) as exc:
+                    self._malformed("orders", o.get("info", o), exc)
+
         async def body(backoff: Backoff) -> None:
-            last: dict[str, dict[str, Any]] = {}
-            while True:
-                orders = await self.exchange.watch_orders()
-                self._got_data("orders", "orders", backoff)
-                receive_ts = now_micros()
-                for o in orders:
-                    try:
-                        payload = mapping.order_payload(o)
-                        if last.get(payload["order_id"]) == payload:
-                            continue
-                        market, venue_symbol = self._account_market(o.get("symbol"))
-                        account = self.settings.account()
-                        event_id = stable_id(self.venue, account, "order", payload["order_id"], payload["status"],
-                                             payload["filled_size"])
-                        await self._emitter().account(
-                            account, kind="ORDER", market=market, venue_symbol=venue_symbol,
-                            exchange_ts=mapping.ms_to_micros(o.get("lastUpdateTimestamp") or o.get("timestamp"),
-                                                             receive_ts),
-                            receive_ts=receive_ts, payload=payload, event_id=event_id, channel="orders")
-                        last[payload["order_id"]] = payload
-                    except (ValueError, TypeError, KeyError) as exc:
-                        self._malformed("orders", o.get("info", o), exc)
+            await watch_and_drain(self.exchange.watch_orders, self.order_queue, drain,
+                                  lambda: self._got_data("orders", "orders", backoff))
 
         return body
 
     def _fills_body(self) -> Body:
+        """Every fill ccxt parses (the tap's queue, not ccxt's ``tradesLimit`` ring), once."""
+        seen: set[str] = set()
+
+        async def drain() -> None:
+            receive_ts = now_micros()
+            queue = self.fill_queue.items
+            while queue:
+                t = queue.popleft()
+                try:
+                    payload = mapping.fill_payload(t)
+                    if payload["fill_id"] in seen:
+                        continue
+                    market, venue_symbol = self._account_market(t.get("symbol"))
+                    account = self.settings.account()
+                    await self._emitter().account(
+                        account, kind="FILL", market=market, venue_symbol=venue_symbol,
+                        exchange_ts=mapping.ms_to_micros(t.get("timestamp"), receive_ts), receive_ts=receive_ts,
+                        payload=payload, event_id=stable_id(self.venue, account, "fill", payload["fill_id"]),
+                        channel="fills")
+                    seen.add(payload["fill_id"])
+                except (ValueError, TypeError, KeyError) as exc:
+                    self._malformed("fills", t.get("info", t), exc)
+
         async def body(backoff: Backoff) -> None:
-            seen: set[str] = set()
-            while True:
-                fills = await self.exchange.watch_my_trades()
-                self._got_data("fills", "fills", backoff)
-                receive_ts = now_micros()
-                for t in fills:
-                    try:
-                        payload = mapping.fill_payload(t)
-                        if payload["fill_id"] in seen:
-                            continue
-                        market, venue_symbol = self._account_market(t.get("symbol"))
-                        account = self.settings.account()
-                        await self._emitter().account(
-                            account, kind="FILL", market=market, venue_symbol=venue_symbol,
-                            exchange_ts=mapping.ms_to_micros(t.get("timestamp"), receive_ts), receive_ts=receive_ts,
-                            payload=payload, event_id=stable_id(self.venue, account, "fill", payload["fill_id"]),
-                            channel="fills")
-                        seen.add(payload["fill_id"])
-                    except (ValueError, TypeError, KeyError) as exc:
-                        self._malformed("fills", t.get("info", t), exc)
+            await watch_and_drain(self.exchange.watch_my_trades, self.fill_queue, drain,
+                                  lambda: self._got_data("fills", "fills", backoff))
 
         return body
 

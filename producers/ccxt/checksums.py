@@ -20,6 +20,8 @@ from typing import Any
 
 from ccxt.base.errors import ChecksumError
 
+from producers.ccxt.fence import fail_book_subscription, is_subscribed, wrap_order_book_handler
+
 log = logging.getLogger(__name__)
 
 
@@ -40,14 +42,10 @@ def okx_book_checksum(book: Any) -> int:
 
 
 def install_okx_checksum(exchange: Any, on_mismatch: Callable[[str], None] | None = None) -> None:
-    original = exchange.handle_order_book_message
-
-    def handle_order_book_message(client: Any, message: dict, orderbook: Any, message_hash: str,
-                                  market: Any = None) -> Any:
-        result = original(client, message, orderbook, message_hash, market)
+    def verify(client: Any, message: dict, orderbook: Any, message_hash: str) -> None:
         expected = message.get("checksum") if isinstance(message, dict) else None
-        if expected is None or message_hash not in client.subscriptions:  # no checksum, or ccxt already failed it
-            return result
+        if expected is None or not is_subscribed(client, message_hash):  # no checksum, or ccxt already failed it
+            return
         actual = okx_book_checksum(orderbook)
         if actual != int(expected):
             symbol = orderbook.get("symbol")
@@ -55,14 +53,10 @@ def install_okx_checksum(exchange: Any, on_mismatch: Callable[[str], None] | Non
                         exchange.id, symbol, expected, actual)
             if on_mismatch is not None:
                 on_mismatch(str(symbol))
-            del client.subscriptions[message_hash]
-            if symbol in exchange.orderbooks:
-                del exchange.orderbooks[symbol]
-            client.reject(ChecksumError(f"{exchange.id} {exchange.orderbook_checksum_message(symbol)}"),
-                          message_hash)
-        return result
+            fail_book_subscription(exchange, client, message_hash, symbol,
+                                   ChecksumError(f"{exchange.id} {exchange.orderbook_checksum_message(symbol)}"))
 
-    exchange.handle_order_book_message = handle_order_book_message
+    wrap_order_book_handler(exchange, verify)
 
 
 VERIFIERS: dict[str, Callable[..., None]] = {"okx": install_okx_checksum}

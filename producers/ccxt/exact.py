@@ -9,7 +9,7 @@ ccxt parses prices/sizes in two ways:
    ``Decimal`` values, so balances and orders re-parsed by ccxt would come back as ``None``.)
 2. ``exchange.safe_float`` / ``safe_float_2`` / ``safe_float_n`` (static methods) used directly by a few
    ccxt.pro hot paths: the order-book deltas of binance, okx, htx, gate, mexc, bingx... and binance
-   klines. We shadow them on the instance (:func:`keep_exact_text`) with versions returning the venue's
+   klines. We shadow them on the instance (``fence.keep_exact_text``) with versions returning the venue's
    text as well.
 
 Order-book sides must still sort numerically, so the journaled sides (``journal.py``) turn every price
@@ -96,10 +96,3 @@ def safe_exact_n(dictionary: Any, key_list: Any, default_value: Any = None) -> A
             return value
     return default_value
 
-
-def keep_exact_text(exchange: Any) -> None:
-    """Configure one ccxt exchange instance so venue numbers stay text (see the module docstring)."""
-    exchange.number = str
-    exchange.safe_float = safe_exact
-    exchange.safe_float_2 = safe_exact_2
-    exchange.safe_float_n = safe_exact_n

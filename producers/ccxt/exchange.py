@@ -17,8 +17,8 @@ from typing import Any
 import ccxt.pro as ccxtpro
 
 from producers.ccxt.checksums import VERIFIERS
-from producers.ccxt.exact import keep_exact_text
-from producers.ccxt.guard import Malformed, install_message_guard
+from producers.ccxt.fence import check_ccxt_version, install_message_guard, keep_exact_text
+from producers.ccxt.guard import Malformed
 from producers.ccxt.journal import install_journaled_books
 from producers.ccxt.settings import CcxtSettings
 
@@ -48,6 +48,7 @@ def _set_path(urls: dict[str, Any], dotted: str, value: str) -> None:
 
 def build_exchange(settings: CcxtSettings, *, on_checksum_mismatch: Any = None,
                    on_malformed: Malformed | None = None) -> Any:
+    check_ccxt_version()
     cls = getattr(ccxtpro, settings.exchange, None)
     if cls is None:
         raise ValueError(f"ccxt.pro has no exchange {settings.exchange!r} (see ccxt.pro.exchanges)")

@@ -12,6 +12,13 @@ counted in ``marketpipe_ccxt_errors_total``, and a refused login drops the authe
 would otherwise wait on them forever). A malformed item is counted (``parse_errors``), logged with context
 and skipped; a malformed venue message that would kill ccxt's socket reader is caught there
 (``guard.py``). ``/ready`` is 503 while any task is retrying, with the failing tasks in the body.
+
+Nothing lost to ccxt's rings: trades, fills and orders are handed over by taps on ccxt's caches as ccxt
+parses them (``fence.install_item_taps``) into the producer's own queues; the ``watch_*`` calls only keep
+the subscriptions alive and raise errors. Where trade ids are consecutive (Binance ``aggTrade``, OKX) a
+hole or a reconnect is recovered over REST before anything newer is published, and what REST cannot
+return gets a gap marker (``market_channels.py``, ``trade_recovery.py``). Every reach into ccxt internals
+is in ``fence.py``; another ccxt version than the pinned one is refused at start-up.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from prometheus_client import Counter
 from producers.ccxt.account_channels import AccountChannels
 from producers.ccxt.book_channel import BookChannel, BookState
 from producers.ccxt.exchange import build_exchange
-from producers.ccxt.host import Body, WatchedMarket
+from producers.ccxt.fence import drop_authenticated_clients, install_item_taps
+from producers.ccxt.host import Body, TapQueue, WatchedMarket
 from producers.ccxt.market_channels import MarketDataChannels
 from producers.ccxt.settings import CcxtSettings
 from producers.ccxt.symbols import normalize_market, resolve_symbols
@@ -67,6 +75,12 @@ class CcxtFeed(BookChannel, MarketDataChannels, AccountChannels, Feed):
         self.exchange = exchange or build_exchange(settings, on_checksum_mismatch=self._checksum_failed.add,
                                                    on_malformed=self._malformed_message)
         self.markets: list[WatchedMarket] = []
+        self._by_symbol: dict[str, WatchedMarket] = {}
+        self.order_queue, self.fill_queue = TapQueue(), TapQueue()
+        private = settings.effective_private_channels()
+        install_item_taps(self.exchange, on_trade=self._tapped_trade if "trades" in settings.channels else None,
+                          on_my_trade=self.fill_queue.put if "fills" in private else None,
+                          on_order=self.order_queue.put if "orders" in private else None)
         self.books: dict[str, BookSynchronizer] = {}
         self.resets: dict[str, int] = {}  # reason -> count (tests, logs)
         self.failing: dict[str, str] = {}  # task name -> last error, until the task delivers data again
@@ -110,7 +124,15 @@ class CcxtFeed(BookChannel, MarketDataChannels, AccountChannels, Feed):
                 await asyncio.sleep(delay)
         for symbol in resolve_symbols(markets, s.markets):
             m = markets[symbol]
-            self.markets.append(WatchedMarket(symbol, normalize_market(m), str(m["id"])))
+            watched = WatchedMarket(symbol, normalize_market(m), str(m["id"]))
+            self.markets.append(watched)
+            self._by_symbol[symbol] = watched
+
+    def _tapped_trade(self, trade: dict[str, Any]) -> None:
+        """Runs inside ccxt's socket reader for every trade it parses: enqueue only."""
+        m = self._by_symbol.get(trade.get("symbol"))  # type: ignore[arg-type]
+        if m is not None:
+            m.trades.put(trade)
 
     def _bodies(self) -> list[tuple[str, Body]]:
         s = self.settings
@@ -189,15 +211,7 @@ class CcxtFeed(BookChannel, MarketDataChannels, AccountChannels, Feed):
                 await self._reset(sync, "reconnect")
 
     async def _drop_authenticated_clients(self) -> None:
-        """ccxt remembers a failed login on the socket and would wait forever: start those sockets afresh."""
-        clients = getattr(self.exchange, "clients", None) or {}
-        for url, client in list(clients.items()):
-            if "private" in url or any("auth" in str(k).lower() for k in client.subscriptions):
-                clients.pop(url, None)
-                try:
-                    await client.close()
-                except Exception as exc:  # closing a broken socket may fail; it is gone either way
-                    log.debug("%s: closing %s failed: %s", self.venue, url, exc)
+        await drop_authenticated_clients(self.exchange)
 
     def _failed(self, name: str, channel: str, exc: BaseException) -> None:
         """A task failed: counted by error class, and not ready until the task delivers data again."""

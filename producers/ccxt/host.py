@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,12 +17,55 @@ Body = Callable[[Backoff], Awaitable[None]]  # one supervised watch loop
 
 
 @dataclass
+class TapQueue:
+    """Items a ccxt tap handed over (``fence.install_item_taps``), in parse order, until published."""
+
+    items: deque[dict[str, Any]] = field(default_factory=deque)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def put(self, item: dict[str, Any]) -> None:
+        self.items.append(item)
+        self.arrived.set()
+
+
+async def watch_and_drain(watch: Callable[[], Awaitable[Any]], queue: TapQueue,
+                          drain: Callable[[], Awaitable[None]], on_data: Callable[[], None]) -> None:
+    """Keep one ``watch_*`` call pending (subscription alive, errors raised here) and drain ``queue``
+    whenever the tap fills it, whether or not the watch call has returned."""
+    pending: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(watch())
+            if not queue.items:
+                queue.arrived.clear()
+                arrived = asyncio.ensure_future(queue.arrived.wait())
+                try:
+                    await asyncio.wait((pending, arrived), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    arrived.cancel()
+            if pending.done():
+                done, pending = pending, None
+                done.result()  # a ccxt error: the supervisor classifies, backs off, reconnects
+                on_data()
+            await drain()
+    finally:
+        if pending is not None:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+
+
+@dataclass
 class WatchedMarket:
     symbol: str  # ccxt unified symbol
     market: str  # normalized id
     venue_symbol: str  # the exchange's id
-    seen_trades: set[str] = field(default_factory=set)
+    seen_trades: set[str] = field(default_factory=set)  # exchanges without consecutive ids: recent ids
     trade_order: deque[str] = field(default_factory=deque)
+    # every trade ccxt parses for this market, in order, until published (fed by the tap, see fence.py)
+    trades: TapQueue = field(default_factory=lambda: TapQueue())
+    last_trade_id: int | None = None  # consecutive-id venues: the newest id published (or marked)
+    last_trade_ts: int | None = None  # its exchange time, micros
 
 
 class ChannelHost:

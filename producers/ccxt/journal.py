@@ -2,7 +2,8 @@
 
 ccxt.pro hands back the same mutable ``OrderBook`` after every update, so "what changed" would otherwise
 mean diffing two full books (cost proportional to depth). Instead the producer installs, per exchange
-instance, an ``order_book`` factory that builds :class:`JournaledOrderBook`: its sides record every level
+instance, an ``order_book`` factory that builds ``JournaledOrderBook`` (it subclasses ccxt internals, so it lives in
+``fence.py``): its sides record every level
 ccxt stores or trims (``storeArray``/``limit``) in a small dict ``price -> size``, and ``reset()`` (a new
 snapshot applied in place) raises a flag. Draining the journal after each ``watch_order_book`` gives the
 coalesced delta since the previous drain, at a cost proportional to the levels that changed.
@@ -13,89 +14,13 @@ the sides sort numerically even though the exchange runs with ``number = str``.
 
 from __future__ import annotations
 
-import sys
 from decimal import Decimal
 from typing import Any
 
-from ccxt.async_support.base.ws.order_book import OrderBook
-from ccxt.async_support.base.ws.order_book_side import Asks, Bids
-
 from producers.ccxt.exact import to_exact_decimal
+from producers.ccxt.fence import ZERO, JournaledOrderBook, install_order_book_factory
 
-ZERO = Decimal(0)
-
-
-class _JournalMixin:
-    """Mixed into ccxt's Asks/Bids: every change lands in ``changes`` (price -> size, ZERO = removed)."""
-
-    changes: dict[Decimal, Decimal]
-    _index: list[Decimal]
-    _depth: int
-
-    def storeArray(self, delta: list[Any]) -> None:  # noqa: N802 - ccxt's name
-        price, size = delta[0], delta[1]
-        if type(price) is not Decimal:  # hot path: one type check when ccxt already holds Decimals
-            price = delta[0] = to_exact_decimal(price)
-        if type(size) is not Decimal:
-            size = delta[1] = to_exact_decimal(size)
-        before = len(self)  # type: ignore[arg-type]
-        super().storeArray(delta)  # type: ignore[misc]
-        if size or len(self) != before:  # type: ignore[arg-type]
-            self.changes[price] = size if size else ZERO
-
-    def limit(self) -> None:
-        while len(self) > self._depth:  # type: ignore[arg-type]
-            level = self.pop()  # type: ignore[attr-defined]
-            self._index.pop()
-            self.changes[level[0]] = ZERO
-
-
-class JournaledAsks(_JournalMixin, Asks):
-    def __init__(self, deltas: Any = (), depth: int | None = None) -> None:
-        self.changes = {}
-        super().__init__(list(deltas), depth)
-
-
-class JournaledBids(_JournalMixin, Bids):
-    def __init__(self, deltas: Any = (), depth: int | None = None) -> None:
-        self.changes = {}
-        super().__init__(list(deltas), depth)
-
-
-class JournaledOrderBook(OrderBook):
-    """ccxt's OrderBook with journaled sides and a ``was_reset`` flag set by in-place snapshots."""
-
-    def __init__(self, snapshot: dict[str, Any] | None = None, depth: int | None = None) -> None:
-        snapshot = dict(snapshot or {})
-        depth = depth or sys.maxsize
-        snapshot["asks"] = JournaledAsks(snapshot.get("asks", []), depth)
-        snapshot["bids"] = JournaledBids(snapshot.get("bids", []), depth)
-        super().__init__(snapshot, depth)
-        self.was_reset = True  # a new book is a snapshot for downstream
-
-    def reset(self, snapshot: dict[str, Any] | None = None) -> None:
-        super().reset(snapshot or {})
-        self.was_reset = True
-        self["asks"].changes.clear()
-        self["bids"].changes.clear()
-
-    def has_changes(self) -> bool:
-        return bool(self["bids"].changes or self["asks"].changes)
-
-    def drain(self) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-        """The levels changed since the last drain (absolute sizes, ZERO = removed); clears the journal."""
-        bids, asks = self["bids"].changes, self["asks"].changes
-        out = list(bids.items()), list(asks.items())
-        bids.clear()
-        asks.clear()
-        return out
-
-    def take_snapshot(self) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-        """The whole book (best first) for a SNAPSHOT event; clears the journal and the reset flag."""
-        self.was_reset = False
-        self["bids"].changes.clear()
-        self["asks"].changes.clear()
-        return [(lv[0], lv[1]) for lv in self["bids"]], [(lv[0], lv[1]) for lv in self["asks"]]
+__all__ = ["DiffedBook", "JournaledOrderBook", "install_journaled_books"]
 
 
 class DiffedBook:
@@ -135,4 +60,4 @@ def install_journaled_books(exchange: Any) -> None:
     def order_book(snapshot: dict[str, Any] | None = None, depth: int | None = None) -> JournaledOrderBook:
         return JournaledOrderBook(snapshot, depth)
 
-    exchange.order_book = order_book
+    install_order_book_factory(exchange, order_book)

@@ -1,48 +1,164 @@
-"""Public market-data channels: trades (each once), ticker (on change), OHLCV candles (open and closed)."""
+"""Public market-data channels: trades (each once, holes recovered or marked), ticker (on change), OHLCV candles."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
+
+from prometheus_client import Gauge
 
 from producers.ccxt import mapping
 from producers.ccxt.exact import exact_text
-from producers.ccxt.host import Body, ChannelHost, WatchedMarket
+from producers.ccxt.host import Body, ChannelHost, WatchedMarket, watch_and_drain
+from producers.ccxt.trade_recovery import TradeHistory, int_id, trade_history
 from producers.core.backoff import Backoff
 from producers.core.numbers import now_micros
+
+log = logging.getLogger(__name__)
+
+TAP_QUEUE = Gauge("marketpipe_ccxt_tap_queue_items", "Items ccxt parsed and the producer has not published yet "
+                  "(when a drain starts; grows only while publishing blocks)", ["venue", "channel"])
 
 
 class MarketDataChannels(ChannelHost):
     def _trades_body(self, m: WatchedMarket) -> Body:
+        """Publish every trade ccxt parses for ``m`` (the tap's queue, not ccxt's ring), once, in order.
+
+        ``watch_trades`` keeps the subscription alive and surfaces errors; the trades themselves come from
+        ``m.trades``, fed by the tap as ccxt parses them (``fence.install_item_taps``), so a burst can
+        no longer overwrite a trade before it is published. The queue is bounded only by back-pressure:
+        it grows while ``publish`` blocks and is never overwritten. Where ids are consecutive
+        (``trade_recovery.py``) a hole, and every reconnect, is recovered over REST before anything newer
+        is published; what REST cannot return is marked with a gap marker.
+        """
         name = f"trades:{m.market}"
-        window = self.settings.trade_dedup_window
+        history = self._trade_history() if self.settings.trade_recovery else None
+        watch_params = history.watch_params if history is not None else {}
 
         async def body(backoff: Backoff) -> None:
-            while True:
-                trades = await self.exchange.watch_trades(m.symbol)
-                self._got_data(name, "trades", backoff)
-                receive_ts = now_micros()
-                for t in trades:
-                    trade_id = str(t.get("id"))
-                    if trade_id in m.seen_trades:
-                        self.metrics.inc("stale", "trades")
-                        continue
-                    try:
-                        price, size = exact_text(t.get("price")), exact_text(t.get("amount"))
-                        if price is None or size is None or t.get("id") is None:
-                            raise ValueError("trade without id, price or amount")
-                        await self._emitter().trade(
-                            m.market, m.venue_symbol, trade_id=trade_id, price=price, size=size,
-                            side=mapping.taker_side(t.get("side")),
-                            exchange_ts=mapping.ms_to_micros(t.get("timestamp"), receive_ts), receive_ts=receive_ts)
-                    except (ValueError, TypeError, KeyError) as exc:
-                        self._malformed("trades", t.get("info", t), exc)
-                        continue
-                    m.seen_trades.add(trade_id)
-                    m.trade_order.append(trade_id)
-                    if len(m.trade_order) > window:
-                        m.seen_trades.discard(m.trade_order.popleft())
+            if history is not None and m.last_trade_id is not None:  # a reconnect: catch up over REST
+                await self._recover_trades(m, history, m.last_trade_id, None, None, "reconnect")
+            await watch_and_drain(lambda: self.exchange.watch_trades(m.symbol, None, None, dict(watch_params)),
+                                  m.trades, lambda: self._drain_trades(m, history),
+                                  lambda: self._got_data(name, "trades", backoff))
 
         return body
+
+    async def _drain_trades(self, m: WatchedMarket, history: TradeHistory | None) -> None:
+        queue = m.trades.items
+        TAP_QUEUE.labels(self.venue, "trades").set(len(queue))
+        receive_ts = now_micros()
+        while queue:
+            t = queue.popleft()
+            if history is None:
+                await self._publish_unnumbered(m, t, receive_ts)
+                continue
+            tid = int_id(t)
+            if tid is None:
+                self._malformed("trades", t.get("info", t), ValueError("trade without an integer id"))
+                continue
+            last = m.last_trade_id
+            if last is not None and tid <= last:
+                self.metrics.inc("stale", "trades")  # a REST-recovered trade the wire delivers too
+                continue
+            if last is not None and tid > last + 1:
+                await self._recover_trades(m, history, last, tid, t, "id_gap")
+            await self._publish_numbered(m, t, tid, receive_ts)
+
+    async def _recover_trades(self, m: WatchedMarket, history: TradeHistory, after: int, before: int | None,
+                              next_trade: dict[str, Any] | None, reason: str) -> None:
+        """Fill ``after < id < before`` over REST, publish in order; mark with a gap marker what REST could
+        not return (``before`` None, a reconnect: catch up to now; nothing to mark yet, the next wire trade
+        shows whether a hole is left)."""
+        s = self.settings
+        got: list[dict[str, Any]] = []
+        error: BaseException | None = None
+        delay = s.trade_recovery_retry_delay
+        for attempt in range(s.trade_recovery_attempts):
+            try:
+                got = await history.fetch_range(m.symbol, after, before)
+                error = None
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a ccxt error (rate limit, network): retried, then marked
+                error = exc
+                self._count_error("trades_recovery", exc)
+                log.warning("%s %s: trade recovery of ids (%s, %s) failed (attempt %d/%d: %s: %s)", self.venue,
+                            m.market, after, before, attempt + 1, s.trade_recovery_attempts, type(exc).__name__, exc)
+                if attempt + 1 < s.trade_recovery_attempts:
+                    await asyncio.sleep(delay)
+                    delay *= 2
+        receive_ts = now_micros()
+        recovered = 0
+        for t in got:
+            tid = int_id(t)
+            if tid is None or tid <= (m.last_trade_id or after):
+                continue
+            if tid > (m.last_trade_id if m.last_trade_id is not None else after) + 1:
+                await self._mark_trade_gap(m, tid, t, reason, receive_ts)
+            if await self._publish_numbered(m, t, tid, receive_ts):
+                recovered += 1
+        if recovered:
+            self.metrics.inc("recovered", "trades", recovered)
+            log.info("%s %s: recovered %d trades over REST after %s (ids %s..%s)", self.venue, m.market,
+                     recovered, reason, after + 1, m.last_trade_id)
+        if before is not None and next_trade is not None and m.last_trade_id is not None \
+                and before > m.last_trade_id + 1:
+            await self._mark_trade_gap(m, before, next_trade, reason if error is None else f"{reason}_unrecovered",
+                                       receive_ts)
+
+    async def _mark_trade_gap(self, m: WatchedMarket, before: int, next_trade: dict[str, Any], reason: str,
+                              receive_ts: int) -> None:
+        """Trades ``m.last_trade_id < id < before`` are missing and could not be recovered: say so, in place."""
+        after = m.last_trade_id
+        assert after is not None
+        to_ts = mapping.ms_to_micros(next_trade.get("timestamp"), receive_ts)
+        missing = before - after - 1
+        await self._emitter().trade_gap(m.market, m.venue_symbol, reason=reason,
+                                        from_ts=m.last_trade_ts if m.last_trade_ts is not None else to_ts,
+                                        to_ts=to_ts, receive_ts=receive_ts, after_id=str(after),
+                                        before_id=str(before), missing_count=missing)
+        log.warning("%s %s: %d trades (ids %d..%d) could not be recovered (%s): gap marker published",
+                    self.venue, m.market, missing, after + 1, before - 1, reason)
+        m.last_trade_id = before - 1
+
+    async def _publish_numbered(self, m: WatchedMarket, t: dict[str, Any], tid: int, receive_ts: int) -> bool:
+        if await self._publish_trade(m, t, str(tid), receive_ts):
+            m.last_trade_id = tid
+            m.last_trade_ts = mapping.ms_to_micros(t.get("timestamp"), receive_ts)
+            return True
+        m.last_trade_id = tid  # malformed (counted, logged): its id is used up, no hole to recover
+        return False
+
+    async def _publish_unnumbered(self, m: WatchedMarket, t: dict[str, Any], receive_ts: int) -> None:
+        trade_id = str(t.get("id"))
+        if trade_id in m.seen_trades:
+            self.metrics.inc("stale", "trades")
+            return
+        if await self._publish_trade(m, t, trade_id, receive_ts):
+            m.seen_trades.add(trade_id)
+            m.trade_order.append(trade_id)
+            if len(m.trade_order) > self.settings.trade_dedup_window:
+                m.seen_trades.discard(m.trade_order.popleft())
+
+    async def _publish_trade(self, m: WatchedMarket, t: dict[str, Any], trade_id: str, receive_ts: int) -> bool:
+        try:
+            price, size = exact_text(t.get("price")), exact_text(t.get("amount"))
+            if price is None or size is None or t.get("id") is None:
+                raise ValueError("trade without id, price or amount")
+            await self._emitter().trade(
+                m.market, m.venue_symbol, trade_id=trade_id, price=price, size=size,
+                side=mapping.taker_side(t.get("side")),
+                exchange_ts=mapping.ms_to_micros(t.get("timestamp"), receive_ts), receive_ts=receive_ts)
+        except (ValueError, TypeError, KeyError) as exc:
+            self._malformed("trades", t.get("info", t), exc)
+            return False
+        return True
+
+    def _trade_history(self) -> TradeHistory | None:
+        return trade_history(self.exchange, self.settings.trade_recovery_max_pages)
 
     def _ticker_body(self, m: WatchedMarket) -> Body:
         name = f"ticker:{m.market}"

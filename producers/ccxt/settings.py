@@ -41,7 +41,11 @@ class CcxtSettings(FeedSettings):
     ccxt_options: dict[str, Any] = {}
     ccxt_config: dict[str, Any] = {}  # extra constructor config (timeout, enableRateLimit...)
     verify_checksums: bool = True  # venue checksums ccxt skips (OKX), see producers/ccxt/checksums.py
-    trade_dedup_window: int = 10_000  # recent trade ids remembered per market
+    trade_dedup_window: int = 10_000  # recent trade ids remembered per market (venues without consecutive ids)
+    trade_recovery: bool = True  # fill holes in consecutive trade ids over REST (binance aggTrades, okx)
+    trade_recovery_attempts: int = 3  # REST attempts per hole before it is marked with a gap marker
+    trade_recovery_retry_delay: float = 0.5  # seconds, doubled per attempt
+    trade_recovery_max_pages: int = 100  # REST pages per hole (binance 1000 trades each, okx 100)
 
     @field_validator("channels")
     @classmethod

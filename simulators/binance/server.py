@@ -8,7 +8,12 @@ Speaks exactly what ccxt.pro's binance client (and a native client) uses:
   ``/ws/<stream>`` raw-stream style. ``{"method":"SUBSCRIBE","params":[...],"id":N}`` is acked with
   ``{"result":null,"id":N}``, duplicates included; UNSUBSCRIBE and LIST_SUBSCRIPTIONS too.
 - Streams: ``<sym>@depth`` / ``<sym>@depth@100ms`` (diff depth with ``U``/``u``), ``<sym>@trade``,
-  ``<sym>@miniTicker``, ``<sym>@ticker``, ``<sym>@kline_1m``.
+  ``<sym>@aggTrade``, ``<sym>@miniTicker``, ``<sym>@ticker``, ``<sym>@kline_1m``.
+- ``GET /api/v3/aggTrades?symbol=&fromId=&startTime=&endTime=&limit=`` (spot REST docs, "Compressed/Aggregate
+  trades list"): ``fromId`` and both times inclusive, ``limit`` default 500, max 1000; none of ``fromId``/
+  ``startTime``/``endTime``: the most recent; ``startTime``..``endTime`` at most one hour (-1127). Each
+  simulated trade is its own aggregate (one taker order, one price): ``a`` numbers them per symbol, ``f`` =
+  ``l`` = the trade id. The aggregate trades are the truth in ``self.agg_trades``.
 
 WebSocket API ``/ws-api/v3``: ``userDataStream.subscribe.signature`` (the HMAC signature is checked against
 the configured secret), then ``executionReport`` and ``outboundAccountPosition`` events driven by
@@ -16,7 +21,11 @@ the configured secret), then ``executionReport`` and ``outboundAccountPosition``
 
 Scenarios (driven by the test or the CLI): normal stepping, ``gap_next()`` (one diff-depth event is not
 delivered, so the next ``U`` skips), ``disconnect_all()`` (every socket closed), ``server_shutdown()``
-(``serverShutdown`` event then close). The :class:`MarketModel` keeps the true book, trades and candles.
+(``serverShutdown`` event then close), ``drop_trades_next(symbol, n)`` (the next ``n`` trades are recorded
+and served over REST but never sent on ``@trade``/``@aggTrade``), ``refuse_trade_history`` (``aggTrades``
+answers HTTP 429 ``-1003`` with ``Retry-After``, as Binance does past the request-weight limit),
+``burst(frames)`` (steps every market and sends depth + trade frames as fast as the sockets take them).
+The :class:`MarketModel` keeps the true book, trades and candles.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,10 +42,21 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from simulators.binance.account import SimAccount, SimFill, SimOrder
-from simulators.binance.market import MarketModel, SimCandle, StepResult
+from simulators.binance.market import MarketModel, SimCandle, SimTrade, StepResult
 from simulators.http import json_response, serve_app
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AggTrade:
+    agg_id: int
+    trade: SimTrade
+
+    def wire(self) -> dict[str, object]:
+        t = self.trade
+        return {"a": self.agg_id, "p": t.price, "q": t.size, "f": t.trade_id, "l": t.trade_id, "T": t.ts_ms,
+                "m": t.taker_side == "sell", "M": True}
 
 
 @dataclass
@@ -63,6 +84,11 @@ class BinanceSimulator:
         self.requests: defaultdict[str, int] = defaultdict(int)  # path -> count (tests assert resyncs)
         self.subscribe_requests = 0
         self.dropped_depth_events = 0
+        self.agg_trades: dict[str, list[AggTrade]] = {m.symbol: [] for m in markets}
+        self._next_agg_id: dict[str, int] = {m.symbol: 5_000_000 + 100_000 * i for i, m in enumerate(markets)}
+        self._drop_trades: dict[str, int] = {}
+        self.dropped_trades: list[AggTrade] = []
+        self.refuse_trade_history = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -70,6 +96,7 @@ class BinanceSimulator:
         app.router.add_get("/_sim/top", self._sim_top)
         app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
         app.router.add_get("/api/v3/depth", self._depth)
+        app.router.add_get("/api/v3/aggTrades", self._agg_trades)
         app.router.add_get("/api/v3/ping", self._empty)
         app.router.add_get("/api/v3/time", self._time)
         app.router.add_get("/fapi/v1/exchangeInfo", self._no_symbols)
@@ -125,6 +152,44 @@ class BinanceSimulator:
         limit = int(request.query.get("limit", "100"))
         bids, asks = m.book_text(limit)
         return json_response({"lastUpdateId": self.update_ids[symbol], "bids": bids, "asks": asks})
+
+    async def _agg_trades(self, request: web.Request) -> web.Response:
+        self.requests[request.path] += 1
+        if self.refuse_trade_history:
+            body = {"code": -1003, "msg": "Too much request weight used; current limit is 6000 request weight per 1 "
+                    "MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."}
+            return web.Response(body=orjson.dumps(body), status=429, content_type="application/json",
+                                headers={"Retry-After": "1"})
+        q = request.query
+        symbol = q.get("symbol")
+        if not symbol:
+            return json_response({"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent, was empty/null, "
+                                  "or malformed."}, status=400)
+        trades = self.agg_trades.get(symbol)
+        if trades is None:
+            return json_response({"code": -1121, "msg": "Invalid symbol."}, status=400)
+        try:
+            limit = int(q.get("limit", "500"))
+            from_id = int(q["fromId"]) if "fromId" in q else None
+            start = int(q["startTime"]) if "startTime" in q else None
+            end = int(q["endTime"]) if "endTime" in q else None
+        except ValueError:
+            return json_response({"code": -1100, "msg": "Illegal characters found in a parameter."}, status=400)
+        if not 1 <= limit <= 1000:
+            return json_response({"code": -1100, "msg": "Illegal characters found in parameter 'limit'; legal range "
+                                  "is '1..1000'."}, status=400)
+        if start is not None and end is not None and end - start > 3_600_000:
+            return json_response({"code": -1127, "msg": "More than 1 hours between startTime and endTime."},
+                                 status=400)
+        if from_id is not None:
+            i = bisect_left(trades, from_id, key=lambda a: a.agg_id)
+            chosen = [a for a in trades[i:i + limit] if end is None or a.trade.ts_ms <= end]
+        elif start is not None or end is not None:
+            chosen = [a for a in trades if (start is None or a.trade.ts_ms >= start)
+                      and (end is None or a.trade.ts_ms <= end)][:limit]
+        else:
+            chosen = trades[-limit:]
+        return web.Response(body=orjson.dumps([a.wire() for a in chosen]), content_type="application/json")
 
     async def _sim_top(self, request: web.Request) -> web.Response:
         """Debug: the true top of book of ``market`` (a symbol like BTCUSDT), exact decimal text."""
@@ -325,12 +390,49 @@ class BinanceSimulator:
     async def publish_changes(self, symbol: str, result: StepResult) -> None:
         await self._publish_step(symbol, self.markets[symbol], result)
 
-    async def _publish_step(self, symbol: str, m: MarketModel, result: StepResult) -> None:
+    def drop_trades_next(self, symbol: str, n: int) -> None:
+        """The next ``n`` trades of ``symbol`` happen (truth, REST) but are never sent on the trade streams."""
+        self._drop_trades[symbol] = self._drop_trades.get(symbol, 0) + n
+
+    async def burst(self, frames: int, n_changes: int = 3, trade_probability: float = 0.6) -> int:
+        """Step the markets round robin and send only depth and trade frames, as fast as the sockets take
+        them, until at least ``frames`` frames went out per subscriber; returns the frames sent."""
+        sent = 0
+        symbols = list(self.markets)
+        while sent < frames:
+            for symbol in symbols:
+                m = self.markets[symbol]
+                result = m.step(n_changes, trade_probability)
+                sent += await self._publish_trades(symbol, result) + await self._publish_depth(symbol, result)
+        return sent
+
+    async def _publish_trades(self, symbol: str, result: StepResult) -> int:
         low = symbol.lower()
+        sent = 0
         for t in result.trades:
+            agg = AggTrade(self._next_agg_id[symbol], t)
+            self._next_agg_id[symbol] += 1
+            self.agg_trades[symbol].append(agg)
+            if self._drop_trades.get(symbol):
+                self._drop_trades[symbol] -= 1
+                self.dropped_trades.append(agg)
+                continue
             await self._broadcast(f"{low}@trade", orjson.dumps({
                 "e": "trade", "E": t.ts_ms, "s": symbol, "t": t.trade_id, "p": t.price, "q": t.size,
                 "T": t.ts_ms, "m": t.taker_side == "sell", "M": True}))
+            await self._broadcast(f"{low}@aggTrade", orjson.dumps({"e": "aggTrade", "E": t.ts_ms, "s": symbol,
+                                                                   **agg.wire()}))
+            sent += 1
+        return sent
+
+    async def _publish_step(self, symbol: str, m: MarketModel, result: StepResult) -> None:
+        await self._publish_trades(symbol, result)
+        await self._publish_depth(symbol, result)
+        await self._publish_klines(symbol, m, result.ts_ms)
+        await self._publish_tickers(symbol, m, result.ts_ms)
+
+    async def _publish_depth(self, symbol: str, result: StepResult) -> int:
+        low = symbol.lower()
         if result.changes:
             first = self.update_ids[symbol] + 1
             self.update_ids[symbol] += len(result.changes)
@@ -344,8 +446,8 @@ class BinanceSimulator:
                                       "u": self.update_ids[symbol], "b": bids, "a": asks})
                 await self._broadcast(f"{low}@depth@100ms", frame)
                 await self._broadcast(f"{low}@depth", frame)
-        await self._publish_klines(symbol, m, result.ts_ms)
-        await self._publish_tickers(symbol, m, result.ts_ms)
+                return 1
+        return 0
 
     async def _publish_klines(self, symbol: str, m: MarketModel, ts_ms: int) -> None:
         stream = f"{symbol.lower()}@kline_1m"

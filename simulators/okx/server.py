@@ -2,6 +2,9 @@
 
 What ccxt.pro's okx client (and a native client) uses, per venues.md section 5.4:
 - ``GET /api/v5/public/instruments?instType=SPOT``, ``/api/v5/public/time``, ``/api/v5/asset/currencies``.
+- ``GET /api/v5/market/trades?instId=&limit=`` (the most recent, newest first, limit <= 500, default 100) and
+  ``GET /api/v5/market/history-trades?instId=&after=&before=&limit=`` (``type`` 1, tradeId pagination:
+  ``after`` = records older than that tradeId, ``before`` = newer; newest first; limit <= 100, default 100).
 - ``/ws/v5/public``: ``books`` (snapshot on subscribe, then updates chained by ``prevSeqId`` -> ``seqId`` and
   a **signed** CRC32 over the top 25 levels interleaved bid:ask, from the wire text), ``trades``,
   ``tickers``; an ``unsubscribe`` op; the text ``ping`` answered ``pong``.
@@ -12,7 +15,9 @@ What ccxt.pro's okx client (and a native client) uses, per venues.md section 5.4
 Scenarios: ``gap_next()`` (one book update is not delivered: the next ``prevSeqId`` does not chain),
 ``restart_sequence_next()`` (``seqId`` starts again lower, as after OKX maintenance),
 ``corrupt_next()`` (one update is delivered without its top-of-book change but with the checksum of the
-true book, which only a checksum check can catch), ``disconnect_all()``.
+true book, which only a checksum check can catch), ``disconnect_all()``, ``drop_trades_next(inst_id, n)``
+(the next ``n`` trades are in the truth and REST but never sent on ``trades``), ``refuse_trade_history``
+(both trade endpoints answer HTTP 429 ``{"code":"50011","msg":"Too Many Requests"}``, OKX's rate limit).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from simulators.binance.account import SimAccount, SimFill, SimOrder
-from simulators.binance.market import LevelChange, MarketModel, StepResult
+from simulators.binance.market import LevelChange, MarketModel, SimTrade, StepResult
 from simulators.http import json_response, serve_app
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,9 @@ class OkxSimulator:
         self.book_subscribes = 0
         self.logins = 0
         self.failed_logins = 0
+        self._drop_trades: dict[str, int] = {}
+        self.dropped_trades: list[SimTrade] = []
+        self.refuse_trade_history = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -82,6 +90,8 @@ class OkxSimulator:
         app.router.add_get("/api/v5/public/instruments", self._instruments)
         app.router.add_get("/api/v5/public/time", self._time)
         app.router.add_get("/api/v5/asset/currencies", self._currencies)
+        app.router.add_get("/api/v5/market/trades", self._trades)
+        app.router.add_get("/api/v5/market/history-trades", self._history_trades)
         app.router.add_get("/ws/v5/{kind}", self._ws)
         self._runner, self.port = await serve_app(app, self.port, self.host)
 
@@ -125,6 +135,35 @@ class OkxSimulator:
         return json_response({"market": inst_id, "best_bid": m.px(bid[0]) if bid else None,
                       "best_ask": m.px(ask[0]) if ask else None, "bid_size": m.sz(bid[1]) if bid else None,
                       "ask_size": m.sz(ask[1]) if ask else None})
+
+    async def _trades(self, request: web.Request) -> web.Response:
+        return await self._trade_page(request, max_limit=500, paginated=False)
+
+    async def _history_trades(self, request: web.Request) -> web.Response:
+        return await self._trade_page(request, max_limit=100, paginated=True)
+
+    async def _trade_page(self, request: web.Request, *, max_limit: int, paginated: bool) -> web.Response:
+        self.requests[request.path] += 1
+        if self.refuse_trade_history:
+            return json_response({"code": "50011", "msg": "Too Many Requests"}, status=429)
+        q = request.query
+        m = self.markets.get(q.get("instId", ""))
+        if m is None:
+            return json_response({"code": "51001", "msg": "Instrument ID does not exist", "data": []})
+        try:
+            limit = min(int(q.get("limit", "100")), max_limit)
+            after = int(q["after"]) if paginated and q.get("after") else None
+            before = int(q["before"]) if paginated and q.get("before") else None
+        except ValueError:
+            return json_response({"code": "50014", "msg": "Parameter limit/after/before error", "data": []})
+        chosen = [t for t in m.trades if (after is None or t.trade_id < after) and (before is None or t.trade_id > before)]
+        chosen = chosen[-limit:] if limit > 0 else []
+        data = [{"instId": m.symbol, "side": t.taker_side, "sz": t.size, "px": t.price, "source": "0",
+                 "tradeId": str(t.trade_id), "ts": str(t.ts_ms)} for t in reversed(chosen)]
+        return json_response({"code": "0", "msg": "", "data": data})
+
+    def drop_trades_next(self, inst_id: str, n: int) -> None:
+        self._drop_trades[inst_id] = self._drop_trades.get(inst_id, 0) + n
 
     async def _time(self, request: web.Request) -> web.Response:
         return json_response({"code": "0", "msg": "", "data": [{"ts": str(self._now_ms())}]})
@@ -253,6 +292,10 @@ class OkxSimulator:
     async def _publish_step(self, inst_id: str, m: MarketModel, result: StepResult,
                             hidden: list[LevelChange]) -> None:
         for t in result.trades:
+            if self._drop_trades.get(inst_id):
+                self._drop_trades[inst_id] -= 1
+                self.dropped_trades.append(t)
+                continue
             payload = {"arg": {"channel": "trades", "instId": inst_id}, "data": [{
                 "instId": inst_id, "tradeId": str(t.trade_id), "px": t.price, "sz": t.size, "side": t.taker_side,
                 "ts": str(t.ts_ms), "count": "1"}]}

@@ -24,13 +24,14 @@ SYMBOL, MARKET = "BTCUSDT", "BTC-USDT"
 
 
 def binance_settings(cluster, registry_url: str, sim: BinanceSimulator, venue: str, **kw) -> CcxtSettings:  # noqa: ANN001
+    ccxt_options = {"fetchMarkets": {"types": ["spot"]}, **kw.pop("ccxt_options", {})}
     options = {"markets": ["BTC/USDT"], "book_depth": 100, "reconnect_initial_delay": 0.05,
                "reconnect_max_delay": 1.0, **kw}
     return CcxtSettings(
         kafka_bootstrap=cluster.bootstrap, registry_url=registry_url, create_topics=False, register_schemas=False,
         exchange="binance", venue=venue, rest_base_override=sim.rest_url,
         url_overrides={"api.ws.spot": sim.ws_url, "api.ws.ws-api.spot": f"ws://127.0.0.1:{sim.port}/ws-api/v3"},
-        ccxt_options={"fetchMarkets": {"types": ["spot"]}}, **options)
+        ccxt_options=ccxt_options, **options)
 
 
 async def steps(sim: BinanceSimulator, n: int) -> None:
@@ -41,7 +42,7 @@ async def steps(sim: BinanceSimulator, n: int) -> None:
 
 def subscribed(sim: BinanceSimulator) -> bool:
     low = SYMBOL.lower()
-    return all(sim.subscribers(s) for s in (f"{low}@depth@100ms", f"{low}@trade", f"{low}@kline_1m",
+    return all(sim.subscribers(s) for s in (f"{low}@depth@100ms", f"{low}@aggTrade", f"{low}@kline_1m",
                                             f"{low}@miniTicker"))
 
 
@@ -76,15 +77,16 @@ async def test_binance_book_trades_candles_survive_gap_and_disconnect(cluster, r
             assert all(len(e["bids"]) + len(e["asks"]) <= 12 for e in deltas)  # changes only, not the book
             assert all(e["sequence"] > e["prev_sequence"] for e in deltas if e["sequence"] is not None)
 
-            # trades: all of them, once, exact text
-            sim_trades = [t for t in model.trades if t.trade_id >= first_trade]
+            # trades (the aggTrade stream, ``a`` ids): all of them, once, exact text
+            sim_aggs = [a for a in sim.agg_trades[SYMBOL] if a.trade.trade_id >= first_trade]
             trades = await run.events(TRADES, MARKET)
             ids = [t["trade_id"] for t in trades]
             assert len(ids) == len(set(ids)), "duplicate trades in Kafka"
-            assert ids == [str(t.trade_id) for t in sim_trades]
+            assert ids == [str(a.agg_id) for a in sim_aggs]
             by_id = {t["trade_id"]: t for t in trades}
-            for t in sim_trades:
-                got = by_id[str(t.trade_id)]
+            for a in sim_aggs:
+                t = a.trade
+                got = by_id[str(a.agg_id)]
                 assert (got["price"], got["size"]) == (t.price, t.size)  # the venue's own text
                 assert got["side"] == t.taker_side.upper()
                 assert got["exchange_ts"] == t.ts_ms * 1000
@@ -138,21 +140,23 @@ async def test_malformed_frames_are_counted_and_skipped(cluster, registry, regis
     sim = BinanceSimulator([model])
     await sim.start()
     settings = binance_settings(cluster, registry_url, sim, f"binbad-{unique}", channels=["trades"])
-    stream = f"{SYMBOL.lower()}@trade"
+    stream = f"{SYMBOL.lower()}@aggTrade"
     try:
         with caplog.at_level("WARNING"):
             async with FeedRun(settings, registry) as run:
                 await wait_for(lambda: sim.subscribers(stream), 20, "subscribed")
                 await steps(sim, 5)
-                await sim.inject_raw(stream, '{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"abc","q":"1","T":1,"m":true}')
+                await sim.inject_raw(stream, '{"e":"aggTrade","E":1,"s":"BTCUSDT","a":1,"p":"abc","q":"1","f":1,"l":1,'
+                                             '"T":1,"m":true}')
                 await sim.inject_raw(stream, "this is not json")
-                await sim.inject_raw(stream, '{"e":"trade","E":1,"s":"BTCUSDT","t":2,"q":"1","T":1,"m":true}')
+                await sim.inject_raw(stream, '{"e":"aggTrade","E":1,"s":"BTCUSDT","a":2,"q":"1","f":2,"l":2,"T":1,'
+                                             '"m":true}')
                 await steps(sim, 20)
                 await wait_for(lambda: sim.subscribers(stream), 20, "still (or again) subscribed")
                 await asyncio.sleep(0.5)
                 trades = await run.events(TRADES, MARKET)
                 # every good trade, before and after the malformed frames, once; the malformed ones (1, 2) never
-                assert [t["trade_id"] for t in trades] == [str(t.trade_id) for t in model.trades]
+                assert [t["trade_id"] for t in trades] == [str(a.agg_id) for a in sim.agg_trades[SYMBOL]]
                 assert not run.task.done()
         assert run.feed.metrics.count("parse_errors", "ws") >= 1
         skipped = [r.getMessage() for r in caplog.records if "skipped a malformed venue message" in r.getMessage()]
