@@ -176,7 +176,8 @@ class ShortPollConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read by the Fetcher created at start()
+        app = cast("ProcessorFaustApp", self.app)
+        consumer._fetch_max_wait_ms = app.fetch_max_wait_ms  # read by the Fetcher created at start()
         return consumer
 
 

@@ -7,8 +7,8 @@ with it without a task per message. `RawBytesSchema` decodes raw topics without 
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Generator
-from typing import Any
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import Any, cast
 
 import faust
 
@@ -42,8 +42,10 @@ class _Resume:
                     return stop.value
 
 
-def first_step(coro: Coroutine[Any, Any, Any]) -> _Resume | None:
-    """Run coro until it first suspends: None when it completed, else an awaitable for the rest."""
+def first_step(awaitable: Awaitable[Any]) -> _Resume | None:
+    """Run a coroutine until it first suspends: None when it completed, else an awaitable for the rest.
+    (Typed as faust types its handlers, Awaitable; what they return are coroutines.)"""
+    coro = cast(Coroutine[Any, Any, Any], awaitable)
     try:
         waiting = coro.send(None)
     except StopIteration:

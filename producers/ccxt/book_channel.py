@@ -85,9 +85,9 @@ class BookChannel(ChannelHost):
 
         return body
 
-    async def _publish_book(self, m: WatchedMarket, sync: BookSynchronizer, state: BookState, ob: Any) -> None:
-        if not isinstance(ob, JournaledOrderBook):
-            ob = state.fallback.observe(ob)  # counted/indexed ccxt books: diffed against the last state
+    async def _publish_book(self, m: WatchedMarket, sync: BookSynchronizer, state: BookState, book: Any) -> None:
+        # counted/indexed ccxt books are diffed against the last state
+        ob: JournaledOrderBook = book if isinstance(book, JournaledOrderBook) else state.fallback.observe(book)
         # everything below up to the first await reads one consistent ccxt state
         receive_ts = now_micros()
         nonce = ob.get("nonce")

@@ -61,7 +61,6 @@ class ChannelGivesUp(Exception):
 class CcxtFeed(BookChannel, MarketDataChannels, AccountChannels, Feed):
     """Runs until cancelled. ``exchange`` may be injected (tests); otherwise built from settings."""
 
-    venue = "ccxt"  # replaced per instance by the settings' venue id
 
     def __init__(self, settings: CcxtSettings, *, registry: ContractRegistry | None = None,
                  publisher: KafkaPublisher | None = None, metrics: FeedMetrics | None = None,

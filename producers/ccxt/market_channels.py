@@ -170,7 +170,7 @@ class MarketDataChannels(ChannelHost):
                 self._got_data(name, "ticker", backoff)
                 receive_ts = now_micros()
                 try:
-                    fields = mapping.ticker_fields(t)
+                    fields: dict[str, Any] = mapping.ticker_fields(t)
                     if fields == last:
                         continue
                     await self._emitter().ticker(

@@ -16,7 +16,8 @@ from simulators.cex_cli import drive, parser
 
 
 async def run(args: argparse.Namespace) -> None:
-    models = [MarketModel(s.replace("/", ""), *s.split("/"), seed=i + 1) for i, s in enumerate(args.markets)]
+    models = [MarketModel(s.replace("/", ""), base, quote, seed=i + 1)
+              for i, s in enumerate(args.markets) for base, quote in [s.split("/", 1)]]
     sim = BinanceSimulator(models, port=args.port)
     await drive(sim, "binance", [m.symbol for m in models], args, [(args.gap_every, sim.gap_next)])
 

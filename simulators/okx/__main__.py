@@ -18,8 +18,8 @@ from simulators.okx import OkxSimulator
 
 
 async def run(args: argparse.Namespace) -> None:
-    models = [MarketModel(s.replace("/", "-"), *s.split("/"), seed=i + 1, price_decimals=1)
-              for i, s in enumerate(args.markets)]
+    models = [MarketModel(s.replace("/", "-"), base, quote, seed=i + 1, price_decimals=1)
+              for i, s in enumerate(args.markets) for base, quote in [s.split("/", 1)]]
     sim = OkxSimulator(models, api_key=args.api_key, secret=args.secret, passphrase=args.passphrase, port=args.port)
     await drive(sim, "okx", [m.symbol for m in models], args,
                 [(args.gap_every, sim.gap_next), (args.corrupt_every, sim.corrupt_next)])

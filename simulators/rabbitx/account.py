@@ -67,7 +67,7 @@ class TrueAccount:
         market = self.rng.choice(sorted(self.markets))
         mid = self.markets[market]
         size = Decimal(self.rng.randint(1, 5000)) / 1000
-        order = {
+        order: dict[str, Any] = {
             "id": f"{market}@{self._order_n}", "client_order_id": f"cli-{self._order_n}", "market_id": market,
             "profile_id": int(self.profile_id), "side": self.rng.choice(["long", "short"]), "type": "limit",
             "price": str(mid + Decimal(self.rng.randint(-20, 20)) / 10), "initial_size": str(size),
