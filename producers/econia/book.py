@@ -86,9 +86,12 @@ class EconiaBooks:
         for mid, m in markets.items():
             self.floors[mid] = version
             lv = self.levels[mid]
-            await self.sync_of(m).snapshot(self._text(m, lv[False]), self._text(m, lv[True]),
-                                           sequence=book_sequence(*version), exchange_ts=receive_ts,
-                                           receive_ts=receive_ts, reason=reason)
+            sync = self.sync_of(m)
+            await sync.snapshot(self._text(m, lv[False]), self._text(m, lv[True]),
+                                sequence=book_sequence(*version), exchange_ts=receive_ts, receive_ts=receive_ts,
+                                reason=reason)
+            if not sync.synced:  # refused (crossed): still to be resynced
+                self.broken.add(mid)
 
     async def new_market(self, m: MarketParams, key: Key, receive_ts: int) -> None:
         """A market registered after the baseline starts with an empty book."""

@@ -127,6 +127,7 @@ class EconiaFeed(Feed):
         self._synced = False  # baseline read and caught up since the last (re)connect: time releases allowed
         self._marks: deque[tuple[float, int]] = deque()  # (monotonic, published txn) for the trailing window
         self._catch_up_task: asyncio.Task[None] | None = None
+        self._repair_after = 0.0  # after a failed REST repair, not before this (monotonic)
         self._loops: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self.rest: DssRest | None = None
@@ -138,6 +139,11 @@ class EconiaFeed(Feed):
         self.restated = 0  # orders restated from REST after an out-of-order event
         self.tokens_minted = 0
         self.token_reconnects = 0  # closes 3001 answered by a reconnect
+
+    @property
+    def reordered(self) -> int:
+        """Events that arrived after a higher key and were put back in order by the reorder window."""
+        return self._reorder.reordered
 
     # -- connection ------------------------------------------------------------------------------
     def url(self) -> str:
@@ -366,9 +372,25 @@ class EconiaFeed(Feed):
         books, norm = self.books, self.normalizer
         if not (books is not None and books.broken) and not norm.restate_needed:
             return
+        if books is not None:
+            for mid in books.broken:  # downstream must not keep a book we know is wrong while we read REST
+                sync = books.syncs.get(mid)
+                if sync is not None and sync.synced:
+                    await sync.reset("late")
+        if time.monotonic() < self._repair_after:
+            return
+        try:
+            await self._repair_from_rest()
+            self._repair_after = 0.0 if books is None or not books.broken else time.monotonic() + 0.5
+        except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError, LookupError) as exc:
+            self._repair_after = time.monotonic() + 0.5
+            log.warning("econia: book resync / order restate failed (%s); retrying", exc)
+
+    async def _repair_from_rest(self) -> None:
+        books, norm = self.books, self.normalizer
         assert self.rest is not None
         channels = self._rest_channels()
-        for _ in range(10):
+        for _ in range(50):
             before = await self._head(channels)
             await self._release(self._reorder.release_through(before))
             broken = set(books.broken) if books is not None else set()

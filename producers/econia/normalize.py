@@ -98,6 +98,7 @@ class EconiaNormalizer:
         self._fill_memory = fill_memory
         self.duplicate_fills = 0  # taker copies + self-trade repeats dropped
         self.inexact_prices = 0
+        self._orphan_fills: OrderedDict[tuple[int, int], tuple[int, int]] = OrderedDict()  # maker unknown yet
         self.restate_needed: set[tuple[int, int]] = set()  # (market, order) with an event applied out of order
         self.superseded = 0  # events older than their order's last applied event
 
@@ -153,7 +154,12 @@ class EconiaNormalizer:
                                                 "fee_asset": m.quote_symbol if fee_text is not None else None,
                                                 "is_maker": is_maker}}))
         state = self.orders.get((m.market_id, maker_oid))
-        if state is not None and self._in_order(m.market_id, maker_oid, state, row):
+        if state is None:  # its place is still to come (late): the place must then be restated
+            orphan = (m.market_id, maker_oid)
+            self._orphan_fills[orphan] = max(self._orphan_fills.get(orphan, (0, 0)), _key(row))
+            if len(self._orphan_fills) > self._order_memory:
+                self._orphan_fills.popitem(last=False)
+        elif self._in_order(m.market_id, maker_oid, state, row):
             state.filled += lots
             state.remaining = max(state.remaining - lots, 0)
         self._fills[trade_id] = None
@@ -170,6 +176,10 @@ class EconiaNormalizer:
         known = self.orders.get((m.market_id, oid))
         if known is None or self._in_order(m.market_id, oid, known, row):
             self._remember((m.market_id, oid), state)
+            orphan = self._orphan_fills.pop((m.market_id, oid), None)
+            if orphan is not None and orphan > state.last_key:  # fills of this order went out before it
+                self.superseded += 1
+                self.restate_needed.add((m.market_id, oid))
         status = "NEW" if state.filled == 0 else ("PARTIALLY_FILLED" if remaining else "FILLED")
         return [self._order(m, row, oid, state, status, "placed", "place_limit_order_event", receive_ts)]
 
