@@ -11,7 +11,14 @@
   transaction (an Econia limit order that crosses the spread is placed first and fills after: in between,
   the book would look crossed).
 - The venue has no book sequence; ``sequence`` is the last event key of the transaction packed as
-  ``txn_version << 16 | event_idx``, so ids stay deterministic and increase with the chain.
+  ``txn_version << 20 | event_idx << 4``, so ids stay deterministic and increase with the chain; the low 4
+  bits number corrections published after that key (below).
+- A **late** event (older than what was published) is applied in place when the per-order model allows:
+  the level of an order is the sum of its own events, so an event on order X commutes with every event on
+  other orders; it can be applied now if no newer event of X was applied (a place of an order never seen,
+  a fill/change/cancel of an order still resting whose last applied event is older). It is published by
+  ``commit_late`` as a DELTA numbered ``last sequence + 1`` (a correction slot: never a real key's number).
+  Otherwise (X already closed, or seen only through newer events) the market is resynchronized.
 - An event the local model cannot apply (an unknown order, a level going negative) marks the market
   ``broken``: the feed then resynchronizes it (RESET + SNAPSHOT from REST) instead of publishing a state it
   knows to be wrong. A crossed result does the same (``on_crossed="resync"``): an Econia book cannot cross
@@ -20,7 +27,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,8 +40,11 @@ Key = tuple[int, int]
 BookResync = Callable[[BookSynchronizer, str], Awaitable[None]]
 
 
+CORRECTIONS = 0xF  # late corrections that fit after one key's sequence
+
+
 def book_sequence(txn_version: int, event_idx: int) -> int:
-    return (max(txn_version, 0) << 16) | max(event_idx, 0)
+    return (max(txn_version, 0) << 20) | (min(max(event_idx, 0), 0xFFFF) << 4)
 
 
 class EconiaBooks:
@@ -43,13 +53,16 @@ class EconiaBooks:
         self._publish = publish
         self._metrics = metrics
         self._resync = resync
-        self.orders: dict[tuple[int, int], list[Any]] = {}  # (market, order) -> [side, price ticks, lots]
+        self.orders: dict[tuple[int, int], list[Any]] = {}  # (market, order) -> [side, price, lots, last key]
+        self.closed: OrderedDict[tuple[int, int], Key] = OrderedDict()  # orders gone from the book -> last key
         self.levels: dict[int, dict[bool, dict[int, int]]] = defaultdict(lambda: {True: {}, False: {}})
         self.syncs: dict[int, BookSynchronizer] = {}
         self.floors: dict[int, Key] = {}  # per market: snapshot version, older events are already in it
         self.broken: set[int] = set()  # markets whose local model failed: resync before publishing again
         self.unknown_orders = 0
         self.negative_levels = 0
+        self.late_applied = 0  # late events applied in place (no resync needed)
+        self.closed_memory = 200_000
         self.deltas_published = 0
         self._pending: dict[int, tuple[MarketParams, set[tuple[bool, int]], int, int]] = {}
 
@@ -80,7 +93,7 @@ class EconiaBooks:
                 continue
             side = row["direction"] in ("ask", "sell")
             price = int(row["price"])
-            self.orders[(mid, int(row["order_id"]))] = [side, price, remaining]
+            self.orders[(mid, int(row["order_id"]))] = [side, price, remaining, version]
             side_levels = self.levels[mid][side]
             side_levels[price] = side_levels.get(price, 0) + remaining
         for mid, m in markets.items():
@@ -143,38 +156,62 @@ class EconiaBooks:
             await self.sync_of(m).delta(bids, asks, sequence=book_sequence(*key), exchange_ts=ts, receive_ts=rts)
             self.deltas_published += 1
 
-    def place(self, m: MarketParams, row: dict[str, Any], ts: int, rts: int) -> None:
-        size = int(row["size"])
-        if size <= 0:
-            return  # filled or cancelled at once: nothing rests
-        side, price = bool(row["side"]), int(row["price"])
-        self.orders[(m.market_id, int(row["order_id"]))] = [side, price, size]
-        self._change(m, side, price, size, ts, rts)
+    async def commit_late(self) -> None:
+        """Publish the changes of late events applied in place: one DELTA per market, numbered in the
+        correction slot after the last published sequence (resync when the slots are used up)."""
+        pending, self._pending = self._pending, {}
+        for mid, (m, touched, ts, rts) in pending.items():
+            sync = self.sync_of(m)
+            last = sync.last_sequence
+            if mid in self.broken or last is None or not sync.synced or last & CORRECTIONS == CORRECTIONS:
+                self.broken.add(mid)
+                continue
+            side_levels = self.levels[mid]
+            bids = [(m.price_text(p)[0], m.size_text(side_levels[False].get(p, 0))) for s, p in touched if s is not ASK]
+            asks = [(m.price_text(p)[0], m.size_text(side_levels[True].get(p, 0))) for s, p in touched if s is ASK]
+            await sync.delta(bids, asks, sequence=last + 1, exchange_ts=ts, receive_ts=rts)
+            self.deltas_published += 1
 
-    def change(self, m: MarketParams, row: dict[str, Any], ts: int, rts: int) -> None:
-        order = self.orders.get((m.market_id, int(row["order_id"])))
-        if order is None:
-            self._unknown(m)
-            return
-        new = int(row["new_size"])
-        diff, order[2] = new - order[2], new
-        self._change(m, order[0], order[1], diff, ts, rts)
-
-    def cancel(self, m: MarketParams, row: dict[str, Any], ts: int, rts: int) -> None:
-        order = self.orders.pop((m.market_id, int(row["order_id"])), None)
-        if order is None:
-            self._unknown(m)
-            return
-        self._change(m, order[0], order[1], -order[2], ts, rts)
-
-    def fill(self, m: MarketParams, row: dict[str, Any], ts: int, rts: int) -> None:
-        oid = (m.market_id, int(row["maker_order_id"]))
+    def apply(self, channel: str, m: MarketParams, row: dict[str, Any], key: Key, ts: int, rts: int, *,
+              late: bool = False) -> None:
+        """One event on the book. In order, an unknown order breaks the market; ``late``, the event is applied
+        only where the order model allows it (see the module doc), else the market is broken (resync)."""
+        oid = (m.market_id, int(row["maker_order_id" if channel == "fill_event" else "order_id"]))
         order = self.orders.get(oid)
-        if order is None:
+        if channel == "place_limit_order_event":
+            if late and (order is not None or oid in self.closed):
+                self.broken.add(m.market_id)  # newer events of this order went out before its place
+                return
+            size = int(row["size"])
+            if size <= 0:
+                self._close(oid, key)  # filled or cancelled at once: nothing rests
+                return
+            side, price = bool(row["side"]), int(row["price"])
+            self.orders[oid] = [side, price, size, key]
+            self._change(m, side, price, size, ts, rts)
+        elif order is None or (late and order[3] is not None and order[3] > key):
             self._unknown(m)
             return
-        size = int(row["size"])
-        order[2] -= size
-        if order[2] <= 0:
+        elif channel == "change_order_size_event":
+            new = int(row["new_size"])
+            diff, order[2], order[3] = new - order[2], new, key
+            self._change(m, order[0], order[1], diff, ts, rts)
+        elif channel == "cancel_order_event":
             del self.orders[oid]
-        self._change(m, order[0], int(row["price"]), -size, ts, rts)
+            self._close(oid, key)
+            self._change(m, order[0], order[1], -order[2], ts, rts)
+        else:  # fill_event (the maker copy): the maker's resting size shrinks
+            size = int(row["size"])
+            order[2] -= size
+            order[3] = key
+            if order[2] <= 0:
+                del self.orders[oid]
+                self._close(oid, key)
+            self._change(m, order[0], int(row["price"]), -size, ts, rts)
+        if late:
+            self.late_applied += 1
+
+    def _close(self, oid: tuple[int, int], key: Key) -> None:
+        self.closed[oid] = key
+        if len(self.closed) > self.closed_memory:
+            self.closed.popitem(last=False)

@@ -23,8 +23,10 @@ Protocol (venues.md section 3) and what it forced:
   complete and is released at once.
 - **Late events** (older than what was already published: delayed beyond the window, or recovered by a
   reconcile) are still published once (trades and FILLs are per fill; an ORDER record as it was), then:
-  the books of the markets they touch are resynchronized (RESET + SNAPSHOT from ``/limit_orders`` read
-  between two equal REST heads, deltas of those markets held back until then), and every order that got
+  the book applies them in place where its per-order model allows (``EconiaBooks.apply``: an order's level
+  share depends only on that order's events) and publishes a correction DELTA; where it does not (the
+  order already left the book, or newer events of it were applied), the market is resynchronized
+  (RESET at once, then SNAPSHOT from ``/limit_orders`` read between two equal REST heads), and every order that got
   an event older than its last applied one is restated from its ``/limit_orders`` row (a final ORDER
   record with the venue's state). The derived books are checked after every transaction: a model error
   (unknown order, negative level) or a crossed result resynchronizes the market instead of publishing.
@@ -294,6 +296,8 @@ class EconiaFeed(Feed):
             self.late_events += 1
             self.metrics.inc("late", event[0])
             await self._apply_counted(key, event, late=True)
+        if self.books is not None:
+            await self.books.commit_late()
         await self._repair()
 
     async def _apply_counted(self, key: Key, event: Event, *, late: bool) -> None:
@@ -345,13 +349,8 @@ class EconiaFeed(Feed):
         mid = row["market_id"]
         if not self.books.covers(mid, key):
             return  # already in the market's snapshot, or the market waits for one
-        if late:  # cannot be put in its place in the published sequence: resync that market
-            self.books.broken.add(mid)
-            return
-        m = self.normalizer.market(mid)
-        apply = {"place_limit_order_event": self.books.place, "change_order_size_event": self.books.change,
-                 "cancel_order_event": self.books.cancel, "fill_event": self.books.fill}[channel]
-        apply(m, row, iso_micros(row["time"]), receive_ts)
+        self.books.apply(channel, self.normalizer.market(mid), row, key, iso_micros(row["time"]), receive_ts,
+                         late=late)
 
     # -- repair: book resyncs and order restates -------------------------------------------------
     async def _book_invalid(self, sync: BookSynchronizer, reason: str) -> None:

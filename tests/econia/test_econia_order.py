@@ -99,8 +99,9 @@ async def test_out_of_order_and_dropped_notifications_end_equal_to_the_venue(
         await asyncio.gather(task, return_exceptions=True)
     reordered, dropped = sim.stats["reordered_txns"], len(sim.dropped)
     log.warning("econia faults: %d txns delivered after a later one, %d notifications dropped, %d crossing orders; "
-                "feed: %d events put back in order, %d late, %d recovered from REST, %d book resyncs, "
-                "%d orders restated, %d crossed", reordered, dropped, ex.crossings, feed.reordered, feed.late_events,
+                "feed: %d events put back in order, %d late (%d applied to the book in place), %d recovered from REST, "
+                "%d book resyncs, %d orders restated, %d crossed derived states caught", reordered, dropped,
+                ex.crossings, feed.reordered, feed.late_events, feed.books.late_applied if feed.books else -1,
                 feed.backfilled, feed.book_resyncs, feed.restated, feed.metrics.count("crossed"))
     assert reordered >= 10 and dropped >= 10 and ex.crossings >= 5, "the faults did not happen"
     trades, events = await read_all(cluster, registry, sim, start)
@@ -147,6 +148,39 @@ async def test_cancel_delivered_long_before_its_place(econia_sim: EconiaSimulato
     check_tape(trades, ex.fills)
     check_orders(events, sim)
     await check_books(cluster, registry, sim, start, resyncs_allowed=True)
+
+
+async def test_late_fill_is_applied_in_place_without_a_resync(econia_sim: EconiaSimulator, make_feed, cluster,
+                                                              registry) -> None:
+    """A fill delivered after later transactions of other orders: the order model allows it, so the book
+    takes it as a correction DELTA (no RESET), and everything ends equal to the venue."""
+    sim, ex = econia_sim, econia_sim.exchange
+    feed = make_feed(sim, econia_reorder_seconds=0.1, econia_reconcile_seconds=60.0,
+                     econia_reconcile_lookback=60.0)
+    start = await end_offsets(cluster.bootstrap, [TRADES, ACCOUNT, BOOK])
+    task = asyncio.create_task(feed.run())
+    try:
+        await wait_until(lambda: feed.ready, 10, "connected")
+        for m in ex.markets:
+            for _ in range(6):
+                ex.place_limit_order(m)
+        await wait_until(lambda: caught_up(feed, sim), 10, "book built")
+        for m in ex.markets:
+            sim.hold_next_txn(0.8)
+            ex.take(m, fills=2)
+            for _ in range(4):  # later transactions, other orders
+                ex.place_limit_order(m)
+            await asyncio.sleep(0.2)
+        await wait_until(lambda: feed.late_events >= 8, 10, "the late fills (2 fills x 2 copies x 2 markets)")
+        await wait_until(lambda: caught_up(feed, sim), 10, "caught up")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert feed.books is not None and feed.books.late_applied == 4 and feed.book_resyncs == 0
+    await check_books(cluster, registry, sim, start)  # one SNAPSHOT, no RESET, equal to the venue
+    trades, events = await read_all(cluster, registry, sim, start)
+    check_tape(trades, ex.fills)
+    check_orders(events, sim)
 
 
 async def test_crossing_orders_never_publish_a_crossed_book(econia_sim: EconiaSimulator, make_feed, cluster,
