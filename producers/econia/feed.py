@@ -130,6 +130,7 @@ class EconiaFeed(Feed):
         self._marks: deque[tuple[float, int]] = deque()  # (monotonic, published txn) for the trailing window
         self._catch_up_task: asyncio.Task[None] | None = None
         self._repair_after = 0.0  # after a failed REST repair, not before this (monotonic)
+        self._covered_through: int | None = None  # head txn of the last successful reconcile
         self._loops: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self.rest: DssRest | None = None
@@ -424,13 +425,17 @@ class EconiaFeed(Feed):
         return max(keys)[0] if keys else 0
 
     def _reconcile_from(self) -> int:
-        """The published txn_version ``econia_reconcile_lookback`` seconds ago (the trailing window)."""
+        """The published txn_version ``econia_reconcile_lookback`` seconds ago (the trailing window), or the head
+        of the last successful reconcile if that is older (so a REST outage leaves no unread stretch)."""
         now = time.monotonic()
         self._marks.append((now, self._published_txn()))
         cutoff = now - self.settings.econia_reconcile_lookback
         while len(self._marks) >= 2 and self._marks[1][0] <= cutoff:
             self._marks.popleft()
-        return min(self._marks[0][1], self._published_txn())
+        since = min(self._marks[0][1], self._published_txn())
+        if self._covered_through is not None:  # REST was away longer than the window: start where it left off
+            since = min(since, self._covered_through)
+        return since
 
     async def _reconcile_loop(self) -> None:
         while True:
@@ -474,6 +479,7 @@ class EconiaFeed(Feed):
             if late:
                 await self._apply_late(late)
             await self._release(self._reorder.release_through(head))
+            self._covered_through = head[0]
             await self._repair()
 
     async def _catch_up(self) -> None:
