@@ -17,8 +17,11 @@ Protocol (venues.md section 3) and what it forced:
 - **Nothing lost silently.** Notifications are fire-and-forget (a lost one is never re-sent, even on a
   healthy socket), so every ``econia_reconcile_seconds`` (and after every reconnect) the feed reads the
   event tables from PostgREST over a trailing window (from the key published ``econia_reconcile_lookback``
-  seconds ago), deduplicated by ``(txn_version, event_idx)``. A lost notification is therefore applied at
-  most ``econia_reconcile_seconds`` (+ one REST round trip) after it was committed. Rows newer than what
+  seconds ago, or the last reconciled head if older), deduplicated by ``(txn_version, event_idx)``. A lost
+  notification is applied by the first reconcile that starts after its commit: at most
+  ``econia_reconcile_seconds`` + two reconcile durations (+ the reorder window when it is newer than what
+  was published) after it was committed. Until then the derived book may miss it: that is the one window in
+  which a published level can be wrong (the venue gives no sequence to notice the loss sooner). Rows newer than what
   was published join the reorder buffer; everything up to the REST head read before the reconcile is
   complete and is released at once.
 - **Late events** (older than what was already published: delayed beyond the window, or recovered by a
@@ -72,6 +75,9 @@ class KeyWindow:
 
     def __contains__(self, key: Key) -> bool:
         return key in self._set
+
+    def discard(self, key: Key) -> None:
+        self._set.discard(key)  # its FIFO slot stays and expires harmlessly
 
     def add(self, key: Key) -> None:
         if key in self._set:
@@ -280,9 +286,12 @@ class EconiaFeed(Feed):
             await asyncio.sleep(tick)
             if not self._synced or not len(self._reorder):
                 continue
-            async with self._lock:
-                await self._release(self._reorder.due(time.monotonic()))
-                await self._repair()
+            try:
+                async with self._lock:
+                    await self._release(self._reorder.due(time.monotonic()))
+                    await self._repair()
+            except Exception:  # never let the ordered stream stop: log and go on with the next tick
+                log.exception("econia: releasing events failed")
 
     async def _release(self, held: list[tuple[Key, Event]]) -> None:
         """Apply events in key order; the books publish one state per transaction."""
@@ -307,6 +316,11 @@ class EconiaFeed(Feed):
         except (ValueError, KeyError, TypeError, LookupError) as exc:
             self.metrics.inc("parse_errors", event[0])
             log.warning("econia: skipped %s row (%s: %s): %.200s", event[0], type(exc).__name__, exc, event[1])
+        except (aiohttp.ClientError, TimeoutError) as exc:  # the order lookup of an unknown order failed
+            self.metrics.inc("rest_errors", event[0])
+            if key is not None:
+                self._seen.discard(key)  # nothing was published: the next reconcile reads it again
+            log.warning("econia: %s row %s deferred to the next reconcile, PostgREST failed (%s)", event[0], key, exc)
 
     async def _apply(self, key: Key | None, event: Event, *, late: bool) -> None:
         channel, row, receive_ts = event
@@ -414,7 +428,8 @@ class EconiaFeed(Feed):
             for _, kw in norm.restate(row, before, now):
                 await self.emitter.account(**kw)
                 self.restated += 1
-        norm.restate_needed.difference_update(wanted)
+        for order in wanted:  # gone from REST (no row): nothing to restate
+            norm.restate_needed.pop(order, None)
 
     # -- reconcile -------------------------------------------------------------------------------
     def _rest_channels(self) -> list[str]:
@@ -447,6 +462,8 @@ class EconiaFeed(Feed):
             except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError) as exc:
                 log.warning("econia: reconcile failed (%s); next try in %.1fs", exc,
                             self.settings.econia_reconcile_seconds)
+            except Exception:
+                log.exception("econia: reconcile failed")
 
     async def _reconcile(self, since: int) -> None:
         """Read every event row from ``since`` (PostgREST), apply what was never seen, release up to the head."""

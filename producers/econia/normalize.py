@@ -99,7 +99,8 @@ class EconiaNormalizer:
         self.duplicate_fills = 0  # taker copies + self-trade repeats dropped
         self.inexact_prices = 0
         self._orphan_fills: OrderedDict[tuple[int, int], tuple[int, int]] = OrderedDict()  # maker unknown yet
-        self.restate_needed: set[tuple[int, int]] = set()  # (market, order) with an event applied out of order
+        # (market, order) with an event applied out of order -> the newest such event's key
+        self.restate_needed: dict[tuple[int, int], tuple[int, int]] = {}
         self.superseded = 0  # events older than their order's last applied event
 
     def market(self, market_id: Any) -> MarketParams:
@@ -179,7 +180,7 @@ class EconiaNormalizer:
             orphan = self._orphan_fills.pop((m.market_id, oid), None)
             if orphan is not None and orphan > state.last_key:  # fills of this order went out before it
                 self.superseded += 1
-                self.restate_needed.add((m.market_id, oid))
+                self._needs_restate((m.market_id, oid), orphan)
         status = "NEW" if state.filled == 0 else ("PARTIALLY_FILLED" if remaining else "FILLED")
         return [self._order(m, row, oid, state, status, "placed", "place_limit_order_event", receive_ts)]
 
@@ -218,8 +219,11 @@ class EconiaNormalizer:
         if key == state.last_key:
             return True
         self.superseded += 1
-        self.restate_needed.add((market_id, oid))
+        self._needs_restate((market_id, oid), key)
         return False
+
+    def _needs_restate(self, order: tuple[int, int], key: tuple[int, int]) -> None:
+        self.restate_needed[order] = max(self.restate_needed.get(order, key), key)
 
     def _known(self, m: MarketParams, oid: int) -> OrderState:
         state = self.orders.get((m.market_id, oid))
@@ -252,8 +256,9 @@ class EconiaNormalizer:
         acct, oid = kw["account"], kw["payload"]["order_id"]
         kw["channel"] = "reconcile"
         kw["payload"]["venue_status"] = f"restated:{row['order_status']}"
-        kw["event_id"] = f"econia:{acct}:order:{oid}:restate:{as_of[0]}:{as_of[1]}"
-        self.restate_needed.discard((_int(row["market_id"]), _int(row["order_id"])))
+        cause = self.restate_needed.pop((_int(row["market_id"]), _int(row["order_id"])), None)
+        kw["event_id"] = f"econia:{acct}:order:{oid}:restate:{as_of[0]}:{as_of[1]}" + (
+            f":after:{cause[0]}:{cause[1]}" if cause is not None else "")
         return [(kind, kw)]
 
     def updated_limit_order(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:

@@ -32,9 +32,11 @@ class EconiaSettings(FeedSettings):
     # order; a transaction delivered later than the window after a higher one is "late" (resync/restate).
     econia_reorder_seconds: float = Field(1.0, ge=0)
     econia_reorder_events: int = Field(10_000, gt=0)
-    # Reconcile: every econia_reconcile_seconds the event tables are read from PostgREST, from the key
-    # published econia_reconcile_lookback seconds before; a notification lost on a healthy socket is
-    # applied within econia_reconcile_seconds (+ one REST round trip) of its commit.
+    # Reconcile: every econia_reconcile_seconds (counted from the end of the previous one) the event tables
+    # are read from PostgREST, from the key published econia_reconcile_lookback seconds before (or the last
+    # reconciled head, if older). A notification lost on a healthy socket is applied by the first reconcile
+    # that starts after its commit: within econia_reconcile_seconds + the duration of two reconciles
+    # (+ econia_reorder_seconds when it is newer than what was published).
     econia_reconcile_seconds: float = Field(5.0, gt=0)
     econia_reconcile_lookback: float = Field(30.0, gt=0)
     econia_dedup_window: int = 500_000  # (txn_version, event_idx) keys remembered

@@ -91,21 +91,21 @@ def test_a_place_after_its_cancel_is_published_as_it_was_and_the_order_restated(
     assert cancelled["payload"]["status"] == "CANCELLED" and not n.restate_needed
     (_, placed), = n.place_limit_order(place(2), 1)  # the late place
     assert placed["payload"]["status"] == "NEW"  # its own record, as it was
-    assert n.restate_needed == {(1, 2**125)} and n.superseded == 1
+    assert n.restate_needed == {(1, 2**125): (2, 0)} and n.superseded == 1
     assert n.orders[(1, 2**125)].closed and n.orders[(1, 2**125)].remaining == 0  # still cancelled
     row = {**BASE, "created_at": BASE["time"], "last_updated_at": BASE["time"], "total_filled": 0,
            "remaining_size": 0, "order_status": "cancelled", "order_type": "limit", "direction": "ask",
            "price": 1_000, "average_execution_price": None, "integrator": "0xee"}
     (_, restated), = n.restate(row, (3, 0), 1)
     assert restated["payload"]["status"] == "CANCELLED" and restated["payload"]["venue_status"] == "restated:cancelled"
-    assert restated["event_id"].endswith(":restate:3:0") and not n.restate_needed
+    assert restated["event_id"].endswith(":restate:3:0:after:2:0") and not n.restate_needed
 
 
 def test_fills_published_before_their_place_make_the_place_restated() -> None:
     n = EconiaNormalizer({1: APT})
     assert len(n.fill(fill(5, 100), 1)) == 3  # the maker order is unknown yet: trade + 2 FILLs anyway
     n.place_limit_order(place(4), 1)
-    assert n.restate_needed == {(1, 2**125)}
+    assert n.restate_needed == {(1, 2**125): (5, 0)}
 
 
 def test_a_late_fill_in_order_for_its_order_changes_the_state() -> None:
@@ -113,7 +113,7 @@ def test_a_late_fill_in_order_for_its_order_changes_the_state() -> None:
     n.place_limit_order(place(2), 1)
     n.fill(fill(4, 100), 1)
     n.fill(fill(3, 50), 1)  # older than the fill before, but the order's last event was older: superseded
-    assert n.restate_needed == {(1, 2**125)}
+    assert n.restate_needed == {(1, 2**125): (3, 0)}
     assert n.orders[(1, 2**125)].remaining == 400  # the state is not touched by the superseded fill
 
 
