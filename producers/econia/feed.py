@@ -404,7 +404,7 @@ class EconiaFeed(Feed):
         books, norm = self.books, self.normalizer
         assert self.rest is not None
         channels = self._rest_channels()
-        for _ in range(50):
+        for _ in range(20):
             before = await self._head(channels)
             await self._release(self._reorder.release_through(before))
             broken = set(books.broken) if books is not None else set()
@@ -412,10 +412,10 @@ class EconiaFeed(Feed):
             orders = await self.rest.open_orders(broken) if broken else []
             rows = [r for mid, oid in wanted if (r := await self.rest.limit_order(mid, oid)) is not None]
             after = await self._head(channels)
-            if before == after:
-                break
+            if before == after or not await self._touched_between(before, after, broken, set(wanted)):
+                break  # nothing we read changed meanwhile: it is the state as of ``before``
         else:
-            raise RuntimeError("econia: the event tables kept moving while reading order state")
+            raise RuntimeError("econia: the markets being resynced kept changing while reading their state")
         now = now_micros()
         if books is not None and broken:
             markets = {mid: self.normalizer.market(mid) for mid in broken}
@@ -430,6 +430,22 @@ class EconiaFeed(Feed):
                 self.restated += 1
         for order in wanted:  # gone from REST (no row): nothing to restate
             norm.restate_needed.pop(order, None)
+
+    async def _touched_between(self, before: Key, after: Key, markets: set[int], orders: set[tuple[int, int]]) -> bool:
+        """Did an event in ``(before, after]`` change one of these markets' books or one of these orders?"""
+        assert self.rest is not None
+        channels = [c for c in self._rest_channels() if c in BOOK_CHANNELS]
+        tables = await asyncio.gather(*(self.rest.rows_from(c, before[0], set(markets) | {m for m, _ in orders})
+                                        for c in channels))
+        for rows in tables:
+            for row in rows:
+                if not before < event_key(row) <= after:
+                    continue
+                mid = row.get("market_id")
+                ids = {row.get(k) for k in ("order_id", "maker_order_id", "taker_order_id")}
+                if mid in markets or any((mid, oid) in orders for oid in ids):
+                    return True
+        return False
 
     # -- reconcile -------------------------------------------------------------------------------
     def _rest_channels(self) -> list[str]:

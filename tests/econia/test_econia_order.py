@@ -60,7 +60,18 @@ def check_orders(events: list[dict], sim: EconiaSimulator) -> None:
         if st["remaining"] != want_remaining or cancelled != (o.status == "cancelled") \
                 or st["account"] != account(o.user, o.custodian_id):
             wrong.append((oid, o.status, str(want_remaining), st))
-    assert wrong == [], f"{len(wrong)} of {len(sim.exchange.orders)} orders differ: {wrong[:3]}"
+    if wrong:
+        oid = str(wrong[0][0])
+        trail = [(e["event_id"].split(":", 2)[2], e["order"]["status"], e["order"]["remaining_size"])
+                 if e["kind"] == "ORDER" else (e["event_id"].split(":", 2)[2], e["fill"]["size"])
+                 for e in events if (e.get("order") or e.get("fill") or {}).get("order_id") == oid]
+        raise AssertionError(f"{len(wrong)} of {len(sim.exchange.orders)} orders differ: {wrong[:3]}; "
+                             f"the first one's records in Kafka: {trail}")
+
+
+def settled(feed) -> bool:  # type: ignore[no-untyped-def]
+    """Nothing left to repair: no market waiting for a resync, no order waiting for a restate."""
+    return not feed.normalizer.restate_needed and (feed.books is None or not feed.books.broken)
 
 
 async def run_activity(sim: EconiaSimulator, bursts: int, per_burst: int = 6) -> None:
@@ -93,7 +104,9 @@ async def test_out_of_order_and_dropped_notifications_end_equal_to_the_venue(
         sim.reorder_probability = sim.drop_probability = 0.0
         sim.flush_held()
         await wait_until(lambda: caught_up(feed, sim), 30, "every transaction applied")
-        await asyncio.sleep(1.2)  # two more reconciles: anything left over would be found
+        await wait_until(lambda: all((txn, idx) in feed._seen for _, txn, idx in sim.dropped), 30,  # noqa: SLF001
+                         "every dropped notification recovered by a reconcile")
+        await wait_until(lambda: settled(feed), 30, "books resynced and orders restated")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -130,13 +143,13 @@ async def test_cancel_delivered_long_before_its_place(econia_sim: EconiaSimulato
         await wait_until(lambda: feed.ready, 10, "connected")
         await run_activity(sim, 5)
         m = ex.markets[0]
-        sim.hold_next_txn(1.0)
+        sim.hold_next_txn(2.0)  # far beyond the 0.1 s window, even on a busy machine
         placed = ex.place_limit_order(m, price=1_020, size=77)
         ex.cancel(m, placed)
         await run_activity(sim, 5)
         await wait_until(lambda: feed.late_events >= 1, 10, "the late place")
         await run_activity(sim, 5)
-        await wait_until(lambda: caught_up(feed, sim), 15, "caught up")
+        await wait_until(lambda: caught_up(feed, sim) and settled(feed), 15, "caught up")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -166,13 +179,13 @@ async def test_late_fill_is_applied_in_place_without_a_resync(econia_sim: Econia
                 ex.place_limit_order(m)
         await wait_until(lambda: caught_up(feed, sim), 10, "book built")
         for m in ex.markets:
-            sim.hold_next_txn(0.8)
+            sim.hold_next_txn(2.0)  # far beyond the 0.1 s window, even on a busy machine
             ex.take(m, fills=2)
             for _ in range(4):  # later transactions, other orders
                 ex.place_limit_order(m)
             await asyncio.sleep(0.2)
         await wait_until(lambda: feed.late_events >= 8, 10, "the late fills (2 fills x 2 copies x 2 markets)")
-        await wait_until(lambda: caught_up(feed, sim), 10, "caught up")
+        await wait_until(lambda: caught_up(feed, sim) and settled(feed), 10, "caught up")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -228,7 +241,7 @@ async def test_pre_issued_token_survives_a_3001_close(econia_sim: EconiaSimulato
             await run_activity(sim, 3)  # while away: recovered on reconnect
             await wait_until(lambda r=round_: feed.connections >= r + 2 and feed.ready, 15, "reconnected")
         await run_activity(sim, 5)
-        await wait_until(lambda: caught_up(feed, sim), 15, "caught up")
+        await wait_until(lambda: caught_up(feed, sim) and settled(feed), 15, "caught up")
         assert not task.done(), "the producer stopped"
     finally:
         task.cancel()
