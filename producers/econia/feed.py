@@ -1,18 +1,38 @@
-"""EconiaFeed: Econia DSS (postgres-websockets + PostgREST) -> Trades and AccountEvents in Kafka.
+"""EconiaFeed: Econia DSS (postgres-websockets + PostgREST) -> Trades, AccountEvents and L2 books in Kafka.
 
 Protocol (venues.md section 3) and what it forced:
 - No subscribe messages: an HS256 JWT in the URL path carries ``mode`` and ``channels``; a bad token is an
-  HTTP 400 on the upgrade (terminal: reconnecting cannot fix it), and the server closes with 3001
-  "JWT expired" at ``exp`` (we mint a fresh token and reconnect; with a pre-issued token that is terminal).
+  HTTP 400 on the upgrade (terminal: reconnecting cannot fix it). The server closes with 3001 "JWT expired";
+  with the DSS secret we mint a fresh token and reconnect; with a pre-issued token we reconnect with it
+  while its ``exp`` is still ahead (or it has none), and stop with a clear error only once it is really
+  past its ``exp`` (nothing can mint a new one).
 - One frame per notification, ``{"channel", "payload": row}``; bare JSON integers: u128 order ids do not fit
-  orjson's 64-bit integers (it returns floats), so such frames are re-parsed with ``json`` (exact ints), ISO times, ``true`` = ASK, prices in ticks per lot and sizes in lots (converted with each
-  market's ``/markets`` parameters).
-- Fills arrive twice (maker and taker handles): see ``normalize``.
-- No snapshots, no sequence numbers, no replay: after every reconnect the gap is backfilled from PostgREST
-  by ``(txn_version, event_idx)``. While a backfill runs, live notifications are buffered and replayed
-  after it; a window of recently processed keys makes the overlap free of duplicates.
-- No book channel: L2 books are derived from the order events (``book.EconiaBooks``), from a baseline of
-  open orders read at a known event key; the backfill keeps them exact through reconnects.
+  orjson's 64-bit integers (it returns floats), so such frames are re-parsed with ``json`` (exact ints), ISO
+  times, ``true`` = ASK, prices in ticks per lot and sizes in lots (converted with each market's
+  ``/markets`` parameters). Fills arrive twice (maker and taker handles): see ``normalize``.
+- **Venue order.** Notifications carry no sequence and may arrive out of ``(txn_version, event_idx)``
+  order across transactions. Every event waits in a ``ReorderBuffer`` (at most ``econia_reorder_seconds``
+  after it arrived, at most ``econia_reorder_events`` events) and is applied and published in key order,
+  whole transactions at a time; the derived books publish one DELTA per market and transaction.
+- **Nothing lost silently.** Notifications are fire-and-forget (a lost one is never re-sent, even on a
+  healthy socket), so every ``econia_reconcile_seconds`` (and after every reconnect) the feed reads the
+  event tables from PostgREST over a trailing window (from the key published ``econia_reconcile_lookback``
+  seconds ago, or the last reconciled head if older), deduplicated by ``(txn_version, event_idx)``. A lost
+  notification is applied by the first reconcile that starts after its commit: at most
+  ``econia_reconcile_seconds`` + two reconcile durations (+ the reorder window when it is newer than what
+  was published) after it was committed. Until then the derived book may miss it: that is the one window in
+  which a published level can be wrong (the venue gives no sequence to notice the loss sooner). Rows newer than what
+  was published join the reorder buffer; everything up to the REST head read before the reconcile is
+  complete and is released at once.
+- **Late events** (older than what was already published: delayed beyond the window, or recovered by a
+  reconcile) are still published once (trades and FILLs are per fill; an ORDER record as it was), then:
+  the book applies them in place where its per-order model allows (``EconiaBooks.apply``: an order's level
+  share depends only on that order's events) and publishes a correction DELTA; where it does not (the
+  order already left the book, or newer events of it were applied), the market is resynchronized
+  (RESET at once, then SNAPSHOT from ``/limit_orders`` read between two equal REST heads), and every order that got
+  an event older than its last applied one is restated from its ``/limit_orders`` row (a final ORDER
+  record with the venue's state). The derived books are checked after every transaction: a model error
+  (unknown order, negative level) or a crossed result resynchronizes the market instead of publishing.
 - postgres-websockets sends only WS pings and quiet markets send nothing, so the frame watchdog is off by
   default (the client's WS pings find dead connections).
 """
@@ -23,23 +43,25 @@ import asyncio
 import logging
 import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import jwt
 from websockets.exceptions import InvalidStatus
 
+from producers.core.book import BookSynchronizer
 from producers.core.errors import InexactNumber, TerminalFeedError
 from producers.core.feed import Feed
 from producers.core.numbers import now_micros
 from producers.econia.book import EconiaBooks
 from producers.econia.normalize import EconiaNormalizer, UnknownMarket, UnknownOrder, iso_micros
+from producers.econia.reorder import ReorderBuffer
 from producers.econia.rest import TABLES, DssRest, Key
 from producers.econia.settings import EconiaSettings
 from producers.econia.units import MarketParams
 
 log = logging.getLogger(__name__)
-Live = tuple[str, dict[str, Any], int]
 BOOK_CHANNELS = {"place_limit_order_event", "change_order_size_event", "cancel_order_event", "fill_event"}
 
 
@@ -53,6 +75,9 @@ class KeyWindow:
 
     def __contains__(self, key: Key) -> bool:
         return key in self._set
+
+    def discard(self, key: Key) -> None:
+        self._set.discard(key)  # its FIFO slot stays and expires harmlessly
 
     def add(self, key: Key) -> None:
         if key in self._set:
@@ -68,6 +93,18 @@ def event_key(row: dict[str, Any]) -> Key:
     if type(txn) is not int or type(idx) is not int:
         raise ValueError(f"row without integer txn_version/event_idx: {txn!r}/{idx!r}")
     return txn, idx
+
+
+def token_exp(token: str) -> float | None:
+    """The ``exp`` claim of a JWT (read without checking the signature: only the server can), or None."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+Event = tuple[str, dict[str, Any], int]  # channel, row, receive_ts
 
 
 class EconiaFeed(Feed):
@@ -91,17 +128,31 @@ class EconiaFeed(Feed):
         self._market_filter = settings.market_ids()
         self._seen = KeyWindow(settings.econia_dedup_window)
         start = settings.econia_start_txn_version
-        self._floor: Key | None = None if start is None else (start, 2**62)  # backfill only after this
-        self._cursor: Key | None = self._floor  # highest key processed
-        self._live: list[Live] | None = None  # buffer while a backfill runs
-        self._live_overflow = False
+        self._floor: Key | None = None if start is None else (start, 2**62)  # nothing at or below is published
+        self._cursor: Key | None = None  # highest key applied
+        self._reorder = ReorderBuffer(settings.econia_reorder_seconds, settings.econia_reorder_events)
+        self._lock = asyncio.Lock()  # one writer of the ordered stream at a time
+        self._synced = False  # baseline read and caught up since the last (re)connect: time releases allowed
+        self._marks: deque[tuple[float, int]] = deque()  # (monotonic, published txn) for the trailing window
         self._catch_up_task: asyncio.Task[None] | None = None
+        self._repair_after = 0.0  # after a failed REST repair, not before this (monotonic)
+        self._covered_through: int | None = None  # head txn of the last successful reconcile
+        self._loops: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self.rest: DssRest | None = None
         self.books: EconiaBooks | None = None
-        self.backfills = 0
-        self.backfilled = 0  # events recovered from REST (missed live)
+        self.backfills = 0  # reconciles run (timer + reconnect)
+        self.backfilled = 0  # events recovered from REST (never seen live when read)
+        self.late_events = 0  # events applied after a higher key was published
+        self.book_resyncs = 0  # markets resynchronized (RESET + SNAPSHOT from REST)
+        self.restated = 0  # orders restated from REST after an out-of-order event
         self.tokens_minted = 0
+        self.token_reconnects = 0  # closes 3001 answered by a reconnect
+
+    @property
+    def reordered(self) -> int:
+        """Events that arrived after a higher key and were put back in order by the reorder window."""
+        return self._reorder.reordered
 
     # -- connection ------------------------------------------------------------------------------
     def url(self) -> str:
@@ -128,43 +179,69 @@ class EconiaFeed(Feed):
         return False
 
     def close_is_terminal(self, code: int | None, reason: str) -> bool:
-        return code == 3001 and self.settings.econia_jwt_secret is None  # a pre-issued token cannot be renewed
+        """3001 "JWT expired": reconnect, unless the pre-issued token is really past its ``exp`` and no secret
+        can mint another (then stop, saying so)."""
+        s = self.settings
+        if code != 3001 or s.econia_jwt_secret is not None or s.api_token is None:
+            return False
+        exp = token_exp(s.api_token.get_secret_value())
+        if exp is not None and exp <= time.time():
+            when = datetime.fromtimestamp(exp, UTC).isoformat()
+            raise TerminalFeedError(
+                f"econia: the pre-issued token (MARKETPIPE_API_TOKEN) expired at {when} (server closed with 3001 "
+                f"{reason!r}) and nothing can mint a new one: issue a new token or set MARKETPIPE_ECONIA_JWT_SECRET")
+        return False
 
     async def on_closed(self, code: int | None, reason: str) -> None:
         if code == 3001:
-            log.info("econia: token expired (%s); reconnecting with a fresh one", reason)
+            self.token_reconnects += 1
+            how = "a fresh one" if self.settings.econia_jwt_secret is not None else "the same pre-issued token"
+            log.info("econia: server closed with 3001 (%s); reconnecting with %s", reason, how)
 
     async def on_start(self) -> None:
         s = self.settings
         if not s.rest_url:
             raise TerminalFeedError("econia: MARKETPIPE_REST_URL (DSS PostgREST) is required for market "
-                                    "parameters and gap backfill")
+                                    "parameters, reconciliation and book baselines")
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         self.rest = DssRest(s.rest_url, self._http, page=s.econia_backfill_page)
         await self._refresh_markets()
         if s.econia_book:
             if BOOK_CHANNELS <= set(s.econia_channels):
                 assert self.emitter is not None
-                self.books = EconiaBooks(self.venue, self.emitter.book, self.metrics)
+                self.books = EconiaBooks(self.venue, self.emitter.book, self.metrics, resync=self._book_invalid)
             else:
                 log.warning("econia: books disabled: they need the channels %s", sorted(BOOK_CHANNELS))
+        self._loops = [asyncio.create_task(self._release_loop(), name="econia-release"),
+                       asyncio.create_task(self._reconcile_loop(), name="econia-reconcile")]
 
     async def on_stop(self) -> None:
+        for task in [*self._loops, *([self._catch_up_task] if self._catch_up_task else [])]:
+            task.cancel()
+        await asyncio.gather(*self._loops, *([self._catch_up_task] if self._catch_up_task else []),
+                             return_exceptions=True)
+        self._loops = []
+        self._catch_up_task = None
+        if self.emitter is not None and len(self._reorder) and self._floor is not None:
+            async with self._lock:  # what arrived is venue truth: out in key order before the outputs stop
+                await self._release(self._reorder.drain())
+        if self.books is not None:
+            for sync in self.books.syncs.values():
+                await sync.close()
         if self._http is not None:
             await self._http.close()
             self._http = None
 
     async def on_open(self) -> None:
-        self._live = []
-        self._live_overflow = False
-        self._catch_up_task = asyncio.create_task(self._catch_up(), name="econia-backfill")
+        self._synced = False
+        self._catch_up_task = asyncio.create_task(self._catch_up(), name="econia-catch-up")
 
     async def on_disconnect(self, reason: str) -> None:
+        self._synced = False  # events missed meanwhile may sort before the buffered ones: hold them
         if self._catch_up_task is not None:
             self._catch_up_task.cancel()
             await asyncio.gather(self._catch_up_task, return_exceptions=True)
             self._catch_up_task = None
-        self._live = None  # whatever was buffered is re-read from REST after the reconnect
 
     def channel_of(self, msg: Any) -> str:
         return msg.get("channel") or "-"
@@ -177,38 +254,93 @@ class EconiaFeed(Feed):
         for value in row.values():
             if type(value) is float:  # orjson turns integers beyond 64 bits (u128 order ids) into floats:
                 raise InexactNumber(f"{channel}: {value!r}")  # the core re-parses the line exactly
-        if channel != "updated_limit_order":
-            event_key(row)
-        if self._live is not None:
-            if len(self._live) >= self.settings.econia_live_buffer_max:
-                self._live.clear()  # REST has them: the catch-up loop runs the backfill again
-                self._live_overflow = True
-            else:
-                self._live.append((channel, row, receive_ts))
+        if channel not in self._handlers and channel != "market_registration_event":
+            raise ValueError(f"notification on unexpected channel {channel!r}")
+        if channel == "updated_limit_order":  # a state row without an event key: published as it comes
+            async with self._lock:
+                await self._apply(None, (channel, row, receive_ts), late=False)
             return
-        await self._process(channel, row, receive_ts)
+        key = event_key(row)
+        if self._known(key):
+            self.metrics.inc("stale", channel)
+            return
+        released = self._reorder.released
+        if released is not None and key <= released:  # older than what is out: apply now, then repair
+            async with self._lock:
+                await self._apply_late([(key, (channel, row, receive_ts))])
+            return
+        self._reorder.add(key, (channel, row, receive_ts), time.monotonic())
+        if len(self._reorder) > self._reorder.max_events and self._floor is not None:
+            async with self._lock:
+                await self._release(self._reorder.due(time.monotonic()))
+                await self._repair()
 
-    async def _process(self, channel: str, row: dict[str, Any], receive_ts: int, *, backfill: bool = False) -> None:
-        key = None if channel == "updated_limit_order" else event_key(row)
+    def _known(self, key: Key) -> bool:
+        return key in self._seen or key in self._reorder or (self._floor is not None and key <= self._floor)
+
+    # -- ordered application ---------------------------------------------------------------------
+    async def _release_loop(self) -> None:
+        """Releases what the reorder window lets go, in key order (time bound)."""
+        tick = min(max(self.settings.econia_reorder_seconds / 4, 0.01), 0.25)
+        while True:
+            await asyncio.sleep(tick)
+            if not self._synced or not len(self._reorder):
+                continue
+            try:
+                async with self._lock:
+                    await self._release(self._reorder.due(time.monotonic()))
+                    await self._repair()
+            except Exception:  # never let the ordered stream stop: log and go on with the next tick
+                log.exception("econia: releasing events failed")
+
+    async def _release(self, held: list[tuple[Key, Event]]) -> None:
+        """Apply events in key order; the books publish one state per transaction."""
+        for i, (key, event) in enumerate(held):
+            await self._apply_counted(key, event, late=False)
+            if self.books is not None and (i + 1 == len(held) or held[i + 1][0][0] != key[0]):
+                await self.books.commit(key)
+
+    async def _apply_late(self, held: list[tuple[Key, Event]]) -> None:
+        """Events older than what is already published (caller holds the lock)."""
+        for key, event in sorted(held, key=lambda h: h[0]):
+            self.late_events += 1
+            self.metrics.inc("late", event[0])
+            await self._apply_counted(key, event, late=True)
+        if self.books is not None:
+            await self.books.commit_late()
+        await self._repair()
+
+    async def _apply_counted(self, key: Key, event: Event, *, late: bool) -> None:
+        try:
+            await self._apply(key, event, late=late)
+        except (ValueError, KeyError, TypeError, LookupError) as exc:
+            self.metrics.inc("parse_errors", event[0])
+            log.warning("econia: skipped %s row (%s: %s): %.200s", event[0], type(exc).__name__, exc, event[1])
+        except (aiohttp.ClientError, TimeoutError) as exc:  # the order lookup of an unknown order failed
+            self.metrics.inc("rest_errors", event[0])
+            if key is not None:
+                self._seen.discard(key)  # nothing was published: the next reconcile reads it again
+            log.warning("econia: %s row %s deferred to the next reconcile, PostgREST failed (%s)", event[0], key, exc)
+
+    async def _apply(self, key: Key | None, event: Event, *, late: bool) -> None:
+        channel, row, receive_ts = event
         if key is not None:
-            if key in self._seen or (backfill and self._floor is not None and key <= self._floor):
+            if key in self._seen or (self._floor is not None and key <= self._floor):
                 self.metrics.inc("stale", channel)
                 return
-            self._seen.add(key)  # before handling: a row that fails is counted once, not again on backfill
+            self._seen.add(key)  # before handling: a row that fails is counted once, not again on reconcile
             if self._cursor is None or key > self._cursor:
                 self._cursor = key
         if channel == "market_registration_event":
             await self._refresh_markets()
             params = self.normalizer.markets.get(row.get("market_id"))  # type: ignore[arg-type]
-            if self.books is not None and key is not None and params is not None and self.books.covers(key) \
+            if self.books is not None and key is not None and params is not None \
                     and (not self._market_filter or params.market_id in self._market_filter):
                 await self.books.new_market(params, key, receive_ts)
             return
-        handler = self._handlers.get(channel)
-        if handler is None:
-            raise ValueError(f"notification on unexpected channel {channel!r}")
         if self._market_filter and row.get("market_id") not in self._market_filter:
             return
+        handler = self._handlers[channel]
         try:
             emissions = handler(row, receive_ts)
         except UnknownMarket:
@@ -227,77 +359,187 @@ class EconiaFeed(Feed):
                 await self.emitter.trade(**kw)
             else:
                 await self.emitter.account(**kw)
-        if self.books is not None and key is not None and emissions and self.books.covers(key):
-            await self._book_event(channel, row, key, receive_ts)
-        if backfill:
-            self.backfilled += 1
-            self.metrics.inc("gaps", channel)  # an event the live stream lost, recovered from REST
-
-    async def _book_event(self, channel: str, row: dict[str, Any], key: Key, receive_ts: int) -> None:
-        assert self.books is not None
-        m = self.normalizer.market(row["market_id"])
-        ts = iso_micros(row["time"])
-        apply = {"place_limit_order_event": self.books.place, "change_order_size_event": self.books.change,
-                 "cancel_order_event": self.books.cancel, "fill_event": self.books.fill}[channel]
-        await apply(m, row, key, ts, receive_ts)
-
-    async def _process_counted(self, channel: str, row: dict[str, Any], receive_ts: int, *, backfill: bool) -> None:
-        try:
-            await self._process(channel, row, receive_ts, backfill=backfill)
-        except (ValueError, KeyError, TypeError, LookupError) as exc:
-            self.metrics.inc("parse_errors", channel)
-            log.warning("econia: skipped %s row (%s: %s): %.200s", channel, type(exc).__name__, exc, row)
-
-    # -- backfill --------------------------------------------------------------------------------
-    async def _catch_up(self) -> None:
-        """Backfill from REST, then replay what arrived live meanwhile; then mark the feed ready."""
-        delay = 0.2
-        while True:
-            try:
-                await self._backfill()
-                break
-            except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError) as exc:
-                log.warning("econia: backfill failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        while True:
-            assert self._live is not None
-            if self._live_overflow:
-                self._live_overflow = False
-                await self._backfill()
-                continue
-            if not self._live:
-                self._live = None
-                break
-            batch, self._live = self._live, []
-            for channel, row, receive_ts in batch:
-                await self._process_counted(channel, row, receive_ts, backfill=False)
-        self.mark_ready()
-
-    async def _backfill(self) -> None:
-        assert self.rest is not None
-        channels = [c for c in self.settings.econia_channels if c in TABLES]
-        if self.books is not None and self.books.floor is None:
-            head = await self._book_baseline(channels)
-            if self._cursor is None:
-                self._floor = self._cursor = head
-                log.info("econia: starting live after txn_version %s (books from open orders)", head[0])
-                return
-        if self._cursor is None:  # first start, live from now: remember where "now" is
-            self._floor = self._cursor = await self._head(channels)
-            log.info("econia: starting live after txn_version %s", self._floor[0])
+        if self.books is None or key is None or not emissions or channel not in BOOK_CHANNELS:
             return
-        since = self._cursor[0]
+        mid = row["market_id"]
+        if not self.books.covers(mid, key):
+            return  # already in the market's snapshot, or the market waits for one
+        self.books.apply(channel, self.normalizer.market(mid), row, key, iso_micros(row["time"]), receive_ts,
+                         late=late)
+
+    # -- repair: book resyncs and order restates -------------------------------------------------
+    async def _book_invalid(self, sync: BookSynchronizer, reason: str) -> None:
+        """BookSynchronizer resync callback (a crossed derived book): resync that market from REST."""
+        assert self.books is not None
+        for mid, s in self.books.syncs.items():
+            if s is sync:
+                self.books.broken.add(mid)
+        async with self._lock:
+            await self._repair()
+
+    async def _repair(self) -> None:
+        """Resync broken books and restate orders whose events came out of order (caller holds the lock).
+
+        Reads between two equal REST heads ``H``: first releases every buffered event up to ``H`` (complete:
+        nothing older can still come), then reads ``/limit_orders``; the SNAPSHOT has sequence ``H`` and the
+        restated orders are their state as of ``H``."""
+        books, norm = self.books, self.normalizer
+        if not (books is not None and books.broken) and not norm.restate_needed:
+            return
+        if books is not None:
+            for mid in books.broken:  # downstream must not keep a book we know is wrong while we read REST
+                sync = books.syncs.get(mid)
+                if sync is not None and sync.synced:
+                    await sync.reset("late")
+        if time.monotonic() < self._repair_after:
+            return
+        try:
+            await self._repair_from_rest()
+            self._repair_after = 0.0 if books is None or not books.broken else time.monotonic() + 0.5
+        except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError, LookupError) as exc:
+            self._repair_after = time.monotonic() + 0.5
+            log.warning("econia: book resync / order restate failed (%s); retrying", exc)
+
+    async def _repair_from_rest(self) -> None:
+        books, norm = self.books, self.normalizer
+        assert self.rest is not None
+        channels = self._rest_channels()
+        for _ in range(20):
+            before = await self._head(channels)
+            await self._release(self._reorder.release_through(before))
+            broken = set(books.broken) if books is not None else set()
+            wanted = sorted(norm.restate_needed)
+            orders = await self.rest.open_orders(broken) if broken else []
+            rows = [r for mid, oid in wanted if (r := await self.rest.limit_order(mid, oid)) is not None]
+            after = await self._head(channels)
+            if before == after or not await self._touched_between(before, after, broken, set(wanted)):
+                break  # nothing we read changed meanwhile: it is the state as of ``before``
+        else:
+            raise RuntimeError("econia: the markets being resynced kept changing while reading their state")
+        now = now_micros()
+        if books is not None and broken:
+            markets = {mid: self.normalizer.market(mid) for mid in broken}
+            log.warning("econia: resynchronizing books %s from REST at txn_version %d", sorted(markets), before[0])
+            await books.snapshot(markets, orders, before, now, reason="late")
+            self.book_resyncs += len(markets)
+            self.metrics.inc("resyncs", "book", len(markets))
+        assert self.emitter is not None
+        for row in rows:
+            for _, kw in norm.restate(row, before, now):
+                await self.emitter.account(**kw)
+                self.restated += 1
+        for order in wanted:  # gone from REST (no row): nothing to restate
+            norm.restate_needed.pop(order, None)
+
+    async def _touched_between(self, before: Key, after: Key, markets: set[int], orders: set[tuple[int, int]]) -> bool:
+        """Did an event in ``(before, after]`` change one of these markets' books or one of these orders?"""
+        assert self.rest is not None
+        channels = [c for c in self._rest_channels() if c in BOOK_CHANNELS]
+        tables = await asyncio.gather(*(self.rest.rows_from(c, before[0], set(markets) | {m for m, _ in orders})
+                                        for c in channels))
+        for rows in tables:
+            for row in rows:
+                if not before < event_key(row) <= after:
+                    continue
+                mid = row.get("market_id")
+                ids = {row.get(k) for k in ("order_id", "maker_order_id", "taker_order_id")}
+                if mid in markets or any((mid, oid) in orders for oid in ids):
+                    return True
+        return False
+
+    # -- reconcile -------------------------------------------------------------------------------
+    def _rest_channels(self) -> list[str]:
+        return [c for c in self.settings.econia_channels if c in TABLES]
+
+    def _published_txn(self) -> int:
+        keys = [k for k in (self._reorder.released, self._floor, self._cursor) if k is not None]
+        return max(keys)[0] if keys else 0
+
+    def _reconcile_from(self) -> int:
+        """The published txn_version ``econia_reconcile_lookback`` seconds ago (the trailing window), or the head
+        of the last successful reconcile if that is older (so a REST outage leaves no unread stretch)."""
+        now = time.monotonic()
+        self._marks.append((now, self._published_txn()))
+        cutoff = now - self.settings.econia_reconcile_lookback
+        while len(self._marks) >= 2 and self._marks[1][0] <= cutoff:
+            self._marks.popleft()
+        since = min(self._marks[0][1], self._published_txn())
+        if self._covered_through is not None:  # REST was away longer than the window: start where it left off
+            since = min(since, self._covered_through)
+        return since
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.econia_reconcile_seconds)
+            if not self._synced:
+                continue
+            try:
+                await self._reconcile(self._reconcile_from())
+            except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError) as exc:
+                log.warning("econia: reconcile failed (%s); next try in %.1fs", exc,
+                            self.settings.econia_reconcile_seconds)
+            except Exception:
+                log.exception("econia: reconcile failed")
+
+    async def _reconcile(self, since: int) -> None:
+        """Read every event row from ``since`` (PostgREST), apply what was never seen, release up to the head."""
+        assert self.rest is not None
+        channels = self._rest_channels()
+        head = await self._head(channels)  # every transaction up to here is complete in the tables
         tables = await asyncio.gather(*(self.rest.rows_from(c, since, self._market_filter or None) for c in channels))
         rows = sorted(((event_key(r), c, r) for c, rs in zip(channels, tables, strict=True) for r in rs),
                       key=lambda t: t[0])
         self.backfills += 1
-        self.metrics.inc("resyncs", "backfill")
-        now = now_micros()
-        for _, channel, row in rows:
-            await self._process_counted(channel, row, now, backfill=True)
-        log.info("econia: backfill from txn_version %d: %d rows read, %d recovered so far", since, len(rows),
-                 self.backfilled)
+        now, mono = now_micros(), time.monotonic()
+        async with self._lock:
+            late: list[tuple[Key, Event]] = []
+            found = 0
+            for key, channel, row in rows:
+                if self._known(key):
+                    continue
+                found += 1
+                released = self._reorder.released
+                if released is not None and key <= released:
+                    late.append((key, (channel, row, now)))
+                else:
+                    self._reorder.add(key, (channel, row, now), mono)
+            if found:
+                self.backfilled += found
+                self.metrics.inc("recovered", "reconcile", found)
+                self.metrics.inc("gaps", "reconcile", found)
+                log.info("econia: reconcile from txn_version %d found %d events never seen live (%d late)",
+                         since, found, len(late))
+            if late:
+                await self._apply_late(late)
+            await self._release(self._reorder.release_through(head))
+            self._covered_through = head[0]
+            await self._repair()
+
+    async def _catch_up(self) -> None:
+        """After every (re)connect: baseline on the first, then reconcile; then time releases and /ready."""
+        delay = 0.2
+        while True:
+            try:
+                if self._floor is None or (self.books is not None and self.books.floor is None):
+                    await self._baseline()
+                await self._reconcile(self._reconcile_from())
+                break
+            except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError) as exc:
+                log.warning("econia: catch-up failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self._synced = True
+        self.mark_ready()
+
+    async def _baseline(self) -> None:
+        channels = self._rest_channels()
+        if self.books is not None:
+            head = await self._book_baseline(channels)
+        else:
+            head = await self._head(channels)
+        if self._floor is None:  # first start, live from now
+            self._floor = head
+            log.info("econia: starting live after txn_version %s", head[0])
 
     async def _head(self, channels: list[str]) -> Key:
         assert self.rest is not None
@@ -316,11 +558,12 @@ class EconiaFeed(Feed):
         else:
             raise RuntimeError("econia: the order tables kept moving while reading open orders")
         for row in orders:
-            if row.get("market_id") in self.normalizer.markets:
-                self.normalizer.seed_order(row)
+            if row.get("market_id") in self.normalizer.markets:  # state as of the head (when starting live)
+                self.normalizer.seed_order(row, before if self._floor is None else None)
         markets = {mid: p for mid, p in self.normalizer.markets.items()
                    if not self._market_filter or mid in self._market_filter}
-        await self.books.snapshot(markets, orders, before, now_micros())
+        async with self._lock:
+            await self.books.snapshot(markets, orders, before, now_micros())
         return before
 
     async def _refresh_markets(self) -> None:

@@ -9,6 +9,12 @@
 - order events -> ORDER AccountEvents; the state of each order (price, side, filled) is remembered so
   later size changes and cancels carry it.
 - accounts are ``<user address>`` or ``<user address>:<custodian id>`` when a custodian is set.
+- each order remembers the key of the last event applied to it (``last_key``). The feed applies events in
+  key order; one that still comes older than the order's last applied event (later than the reorder window)
+  is published as what it was (its own record) without changing the order's state, and the order goes into
+  ``restate_needed``: the feed reads its current state from REST and publishes it (``restate``), so the
+  last ORDER record of every order is its venue state again. Cancelled orders stay remembered (a late
+  place after its cancel must not reopen the order).
 """
 
 from __future__ import annotations
@@ -67,6 +73,10 @@ def _int(v: Any) -> int:
     raise ValueError(f"expected a JSON integer, got {v!r}")
 
 
+def _key(row: dict[str, Any]) -> tuple[int, int]:
+    return _int(row["txn_version"]), _int(row["event_idx"])
+
+
 @dataclass
 class OrderState:
     side: str
@@ -74,6 +84,8 @@ class OrderState:
     initial: int  # lots
     filled: int  # lots
     remaining: int  # lots
+    last_key: tuple[int, int] | None = None  # (txn_version, event_idx) of the last event applied
+    closed: bool = False
 
 
 class EconiaNormalizer:
@@ -86,6 +98,10 @@ class EconiaNormalizer:
         self._fill_memory = fill_memory
         self.duplicate_fills = 0  # taker copies + self-trade repeats dropped
         self.inexact_prices = 0
+        self._orphan_fills: OrderedDict[tuple[int, int], tuple[int, int]] = OrderedDict()  # maker unknown yet
+        # (market, order) with an event applied out of order -> the newest such event's key
+        self.restate_needed: dict[tuple[int, int], tuple[int, int]] = {}
+        self.superseded = 0  # events older than their order's last applied event
 
     def market(self, market_id: Any) -> MarketParams:
         mid = _int(market_id)
@@ -139,7 +155,12 @@ class EconiaNormalizer:
                                                 "fee_asset": m.quote_symbol if fee_text is not None else None,
                                                 "is_maker": is_maker}}))
         state = self.orders.get((m.market_id, maker_oid))
-        if state is not None:
+        if state is None:  # its place is still to come (late): the place must then be restated
+            orphan = (m.market_id, maker_oid)
+            self._orphan_fills[orphan] = max(self._orphan_fills.get(orphan, (0, 0)), _key(row))
+            if len(self._orphan_fills) > self._order_memory:
+                self._orphan_fills.popitem(last=False)
+        elif self._in_order(m.market_id, maker_oid, state, row):
             state.filled += lots
             state.remaining = max(state.remaining - lots, 0)
         self._fills[trade_id] = None
@@ -152,30 +173,57 @@ class EconiaNormalizer:
         oid = _int(row["order_id"])
         initial, remaining = _int(row["initial_size"]), _int(row["size"])
         state = OrderState(order_side(row["side"]), self._price(m, row["price"]), initial, initial - remaining,
-                           remaining)
-        self._remember((m.market_id, oid), state)
+                           remaining, last_key=_key(row))
+        known = self.orders.get((m.market_id, oid))
+        if known is None or self._in_order(m.market_id, oid, known, row):
+            self._remember((m.market_id, oid), state)
+            orphan = self._orphan_fills.pop((m.market_id, oid), None)
+            if orphan is not None and orphan > state.last_key:  # fills of this order went out before it
+                self.superseded += 1
+                self._needs_restate((m.market_id, oid), orphan)
         status = "NEW" if state.filled == 0 else ("PARTIALLY_FILLED" if remaining else "FILLED")
         return [self._order(m, row, oid, state, status, "placed", "place_limit_order_event", receive_ts)]
 
     def change_order_size(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
         m = self.market(row["market_id"])
         oid = _int(row["order_id"])
-        state = self._known(m, oid)
+        state = self._open(m, oid, row)
         new_size = _int(row["new_size"])
-        state.remaining = new_size
-        state.initial = state.filled + new_size
-        self._remember((m.market_id, oid), state)
+        if self._in_order(m.market_id, oid, state, row):
+            state.remaining = new_size
+            state.initial = state.filled + new_size
+            self._remember((m.market_id, oid), state)
+        else:  # its own record, as it was; the order's state is restated after it
+            state = OrderState(state.side, state.price, state.filled + new_size, state.filled, new_size)
         status = "PARTIALLY_FILLED" if state.filled else "NEW"
         return [self._order(m, row, oid, state, status, "size_changed", "change_order_size_event", receive_ts)]
 
     def cancel_order(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
         m = self.market(row["market_id"])
         oid = _int(row["order_id"])
-        state = self._known(m, oid)
-        del self.orders[(m.market_id, oid)]
-        state.remaining = 0
+        state = self._open(m, oid, row)
+        if self._in_order(m.market_id, oid, state, row):
+            state.remaining = 0
+            state.closed = True
+        else:
+            state = OrderState(state.side, state.price, state.initial, state.filled, 0)
         return [self._order(m, row, oid, state, "CANCELLED", f"cancelled:{row.get('reason')}", "cancel_order_event",
                             receive_ts)]
+
+    def _in_order(self, market_id: int, oid: int, state: OrderState, row: dict[str, Any]) -> bool:
+        """True (and the order's last key moves) when ``row`` is newer than the order's last applied event."""
+        key = _key(row)
+        if state.last_key is None or key > state.last_key:
+            state.last_key = key
+            return True
+        if key == state.last_key:
+            return True
+        self.superseded += 1
+        self._needs_restate((market_id, oid), key)
+        return False
+
+    def _needs_restate(self, order: tuple[int, int], key: tuple[int, int]) -> None:
+        self.restate_needed[order] = max(self.restate_needed.get(order, key), key)
 
     def _known(self, m: MarketParams, oid: int) -> OrderState:
         state = self.orders.get((m.market_id, oid))
@@ -183,13 +231,35 @@ class EconiaNormalizer:
             raise UnknownOrder(m.market_id, oid)
         return state
 
-    def seed_order(self, row: dict[str, Any]) -> None:
-        """Remember an order placed before we started, from its PostgREST ``/limit_orders`` row."""
+    def _open(self, m: MarketParams, oid: int, row: dict[str, Any]) -> OrderState:
+        """The order of a change or cancel: known, and not closed by an older event (a closed order
+        hears nothing newer; an older event is fine, it is applied out of order)."""
+        state = self._known(m, oid)
+        if state.closed and state.last_key is not None and _key(row) > state.last_key:
+            raise UnknownOrder(m.market_id, oid)
+        return state
+
+    def seed_order(self, row: dict[str, Any], as_of: tuple[int, int] | None = None) -> None:
+        """Remember an order from its PostgREST ``/limit_orders`` row (its state as of key ``as_of``)."""
         m = self.market(row["market_id"])
         filled, remaining = _int(row["total_filled"]), _int(row["remaining_size"])
         side = {"ask": "SELL", "sell": "SELL", "bid": "BUY", "buy": "BUY"}[row["direction"]]
         self._remember((m.market_id, _int(row["order_id"])),
-                       OrderState(side, self._price(m, row["price"]), filled + remaining, filled, remaining))
+                       OrderState(side, self._price(m, row["price"]), filled + remaining, filled, remaining,
+                                  last_key=as_of, closed=row.get("order_status") != "open"))
+
+    def restate(self, row: dict[str, Any], as_of: tuple[int, int], receive_ts: int) -> list[Emission]:
+        """The order's venue state (a ``/limit_orders`` row read at key ``as_of``), after events applied out of
+        order: remembered as the order's state and published as its latest ORDER record."""
+        self.seed_order(row, as_of)
+        (kind, kw), = self.updated_limit_order(row, receive_ts)
+        acct, oid = kw["account"], kw["payload"]["order_id"]
+        kw["channel"] = "reconcile"
+        kw["payload"]["venue_status"] = f"restated:{row['order_status']}"
+        cause = self.restate_needed.pop((_int(row["market_id"]), _int(row["order_id"])), None)
+        kw["event_id"] = f"econia:{acct}:order:{oid}:restate:{as_of[0]}:{as_of[1]}" + (
+            f":after:{cause[0]}:{cause[1]}" if cause is not None else "")
+        return [(kind, kw)]
 
     def updated_limit_order(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
         """``aggregator.user_history`` row (no txn key): the order's whole state after an update."""

@@ -16,6 +16,8 @@ from simulators.econia.server import DEV_SECRET, EconiaSimulator, mint_token
 
 async def _run(args: argparse.Namespace) -> int:
     sim = EconiaSimulator(port=args.port, activity_interval=args.interval, ping_interval=args.ping_interval)
+    sim.reorder_probability, sim.drop_probability = args.reorder_probability, args.drop_probability
+    sim.exchange.crossing_orders = args.crossing_orders
     await sim.start()
     token = mint_token(DEV_SECRET, ["fill_event", "place_limit_order_event", "change_order_size_event",
                                     "cancel_order_event", "market_registration_event"], ttl=args.max_seconds)
@@ -35,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=0.2, help="seconds between random transactions")
     p.add_argument("--ping-interval", type=float, default=30.0)
     p.add_argument("--max-seconds", type=float, default=600.0)
+    p.add_argument("--reorder-probability", type=float, default=0.0,
+                   help="share of transactions notified after the next one (out of order)")
+    p.add_argument("--drop-probability", type=float, default=0.0,
+                   help="share of notifications silently never sent (rows stay in PostgREST)")
+    p.add_argument("--crossing-orders", action="store_true", help="also place limit orders that cross the spread")
     return asyncio.run(_run(p.parse_args(argv)))
 
 

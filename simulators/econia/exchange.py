@@ -40,6 +40,7 @@ class RestingOrder:
     size: int
     filled: int = 0
     created_at: str = ""
+    status: str = "open"  # open | closed (filled) | cancelled: the venue's truth for the order
 
 
 @dataclass
@@ -75,6 +76,8 @@ class EconiaExchange:
     fills: list[FillTruth] = field(default_factory=list)
     orders: dict[tuple[int, int], RestingOrder] = field(default_factory=dict)
     _order_counter: int = 1 << 60
+    crossing_orders: bool = False  # random_activity also places limit orders that cross the spread
+    crossings: int = 0  # crossing limit orders placed (each one transaction: place, then fills)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -130,7 +133,11 @@ class EconiaExchange:
                           side: bool | None = None, price: int | None = None, size: int | None = None) -> RestingOrder:
         txn = self._txn()
         side = self.rng.choice((ASK, BID)) if side is None else side
-        price = price if price is not None else (1000 + self.rng.randint(1, 50) if side else 1000 - self.rng.randint(0, 50))
+        if price is None:  # a random price that rests without crossing (no matching here: see place_crossing_…)
+            price = 1000 + self.rng.randint(1, 50) if side else 1000 - self.rng.randint(0, 50)
+            opposite = [o.price for o in self.resting[market.market_id] if o.size > 0 and o.side is not side]
+            if opposite:
+                price = max(price, max(opposite) + 1) if side is ASK else min(price, min(opposite) - 1)
         size = size if size is not None else self.rng.randint(market.min_size, 500)
         user = user or self.rng.choice(self.users)
         order = RestingOrder(market, self._new_order_id(price), user, custodian_id, side, price, size, size,
@@ -177,10 +184,74 @@ class EconiaExchange:
                 idx += 1
             maker.size -= size
             maker.filled += size
-            self._emit_user_history(maker, "open" if maker.size else "closed")
+            maker.status = "open" if maker.size else "closed"
+            self._emit_user_history(maker, maker.status)
             self.fills.append(fill)
             out.append(fill)
         return out
+
+    def place_crossing_limit_order(self, market: EconiaMarket, *, user: str | None = None,
+                                   custodian_id: int = 0) -> tuple[RestingOrder, list[FillTruth]] | None:
+        """A limit order priced through the best opposite level, in ONE transaction, in the Move module's
+        event order: ``place_limit_order_event`` first (``size`` = what is posted after matching), then the
+        fills against the resting orders it crosses (price-time priority, maker and taker copies). Between
+        the place and its fills a book built event by event looks crossed; the venue's book never is."""
+        book = [o for o in self.resting[market.market_id] if o.size > 0]
+        side = self.rng.choice((ASK, BID))
+        opposite = sorted((o for o in book if o.side is not side), key=lambda o: o.price if side is BID else -o.price)
+        if not opposite:
+            return None
+        reach = self.rng.randint(0, min(len(opposite) - 1, 2))
+        price = opposite[reach].price  # crosses the best level, up to the (reach+1)-th
+        size = self.rng.randint(1, sum(o.size for o in opposite[:reach + 1]) + 200)  # may rest a remainder
+        user = user or self.rng.choice(self.users)
+        txn = self._txn()
+        self.crossings += 1
+        order = RestingOrder(market, self._new_order_id(price), user, custodian_id, side, price, size, size,
+                             created_at=self.now_iso())
+        matched: list[tuple[RestingOrder, int]] = []
+        left = size
+        crossed = [o for o in opposite if (o.price <= price if side is BID else o.price >= price)]
+        for maker in crossed:  # every level the price reaches, so what rests never crosses
+            if left == 0:
+                break
+            lots = min(left, maker.size)
+            matched.append((maker, lots))
+            left -= lots
+        order.size, order.filled = left, size - left
+        order.status = "open" if left else "closed"
+        self.orders[(market.market_id, order.order_id)] = order
+        self.resting[market.market_id].append(order)
+        self._emit("place_limit_order_event", {
+            "txn_version": txn, "event_idx": 0, "time": order.created_at, "market_id": market.market_id,
+            "user": user, "custodian_id": custodian_id, "order_id": order.order_id, "side": side,
+            "integrator": "0x" + "e" * 64, "initial_size": size, "price": price, "restriction": 0,
+            "self_match_behavior": 0, "size": left,
+        })
+        idx, fills = 1, []
+        ts = self.now_iso()
+        for seq, (maker, lots) in enumerate(matched):
+            fee = lots * maker.price * market.tick_size * 5 // 10_000
+            fill = FillTruth(market, txn, maker.order_id, order.order_id, seq, maker.user, user,
+                             maker.custodian_id, custodian_id, maker.side, maker.price, lots, fee)
+            for emit in (maker.user, user):
+                self._emit("fill_event", {
+                    "txn_version": txn, "event_idx": idx, "emit_address": emit, "time": ts,
+                    "maker_address": maker.user, "maker_custodian_id": maker.custodian_id,
+                    "maker_order_id": maker.order_id, "maker_side": maker.side, "market_id": market.market_id,
+                    "price": maker.price, "sequence_number_for_trade": seq, "size": lots, "taker_address": user,
+                    "taker_custodian_id": custodian_id, "taker_order_id": order.order_id,
+                    "taker_quote_fees_paid": fee,
+                })
+                idx += 1
+            maker.size -= lots
+            maker.filled += lots
+            maker.status = "open" if maker.size else "closed"
+            self._emit_user_history(maker, maker.status)
+            self.fills.append(fill)
+            fills.append(fill)
+        self._emit_user_history(order, order.status)
+        return order, fills
 
     def change_size(self, market: EconiaMarket) -> RestingOrder | None:
         live = [o for o in self.resting[market.market_id] if o.size > 0]
@@ -196,12 +267,14 @@ class EconiaExchange:
         self._emit_user_history(order, "open")
         return order
 
-    def cancel(self, market: EconiaMarket) -> RestingOrder | None:
+    def cancel(self, market: EconiaMarket, order: RestingOrder | None = None) -> RestingOrder | None:
         live = [o for o in self.resting[market.market_id] if o.size > 0]
-        if not live:
-            return None
-        order = self.rng.choice(live)
+        if order is None:
+            if not live:
+                return None
+            order = self.rng.choice(live)
         order.size = 0
+        order.status = "cancelled"
         self._emit("cancel_order_event", {
             "txn_version": self._txn(), "event_idx": 0, "time": self.now_iso(), "market_id": market.market_id,
             "user": order.user, "custodian_id": order.custodian_id, "order_id": order.order_id, "reason": 3,
@@ -214,6 +287,8 @@ class EconiaExchange:
         r = self.rng.random()
         if r < 0.4:
             self.place_limit_order(market)
+        elif r < 0.47 and self.crossing_orders:
+            self.place_crossing_limit_order(market)
         elif r < 0.75:
             self.take(market, fills=self.rng.randint(1, 3), self_trade=self.rng.random() < 0.1)
         elif r < 0.9:

@@ -13,13 +13,25 @@ REST (PostgREST over the DSS tables): ``/fill_events``, ``/place_limit_order_eve
 ``/markets``; ``col=op.value`` filters, ``order``, ``limit``, ``offset``; at most ``max_rows`` rows per reply.
 
 Faults: ``disconnect_all()`` (abrupt), ``accepting = False`` (venue away: upgrades get 503),
-``send_malformed()``. Truth: ``exchange.fills`` and ``exchange.tables``. Never imports producer code.
+``send_malformed()``, and the DSS's own ways of losing order (all on a healthy socket):
+
+- ``reorder_probability``: each transaction's notifications are held back with this probability and sent
+  after the NEXT transaction's (out of order across transactions), or after ``reorder_max_delay`` seconds
+  when no transaction follows; ``hold_next_txn(seconds)`` holds the next one for a fixed time (longer than
+  a consumer's reorder window: a "late" transaction);
+- ``drop_probability`` / ``drop_next_txns(n)``: notifications silently never sent (the rows stay in the
+  tables, as a lost ``pg_notify`` leaves them); ``dropped`` lists ``(channel, txn_version, event_idx)``;
+- ``close_all(3001, "JWT expired")``: the server's token-expiry close, whatever the token's ``exp``.
+
+Truth: ``exchange.fills``, ``exchange.orders`` (``status``) and ``exchange.tables``. Never imports producer
+code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -80,6 +92,14 @@ def validate(token: str, secret: str, path_channel: str | None) -> tuple[set[str
 
 
 @dataclass(eq=False)
+class _Held:
+    txn: int
+    frames: list[tuple[str, str]]  # (channel, text)
+    after_txns: int | None  # released once this many later transactions were sent (None: by timer only)
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
 class _Client:
     ws: web.WebSocketResponse
     transport: asyncio.BaseTransport | None
@@ -103,6 +123,18 @@ class EconiaSimulator:
         self._clients: set[_Client] = set()
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # faults: out-of-order delivery across transactions, silent drops
+        self.reorder_probability = 0.0
+        self.reorder_max_delay = 0.2
+        self.drop_probability = 0.0
+        self.dropped: list[tuple[str, int, int]] = []
+        self.held_txns: list[int] = []  # transactions delivered after a later one
+        self._fault_rng = random.Random(seed + 1)
+        self._current_txn: int | None = None
+        self._held: list[_Held] = []
+        self._hold_next: float | None = None
+        self._drop_next = 0
+        self._drop_txns: set[int] = set()
         for m in markets:
             self.exchange.register_market(m)
 
@@ -242,6 +274,59 @@ class EconiaSimulator:
 
     def _notify(self, channel: str, row: Row) -> None:
         text = json.dumps({"channel": channel, "payload": row})
+        txn = row.get("txn_version") if channel in TABLE_OF_CHANNEL else None
+        if txn is None:
+            self._deliver(channel, text)
+            return
+        if txn != self._current_txn:
+            self._next_txn(txn)
+        if txn in self._drop_txns or (self.drop_probability and self._fault_rng.random() < self.drop_probability):
+            self.dropped.append((channel, txn, row["event_idx"]))
+            self.stats["dropped_notifications"] += 1
+            return
+        held = self._held[-1] if self._held else None
+        if held is not None and held.txn == txn:
+            held.frames.append((channel, text))
+            return
+        self._deliver(channel, text)
+
+    def _next_txn(self, txn: int) -> None:
+        """A new transaction starts notifying: release held ones that waited long enough, maybe hold this one."""
+        finished = self._current_txn
+        self._current_txn = txn
+        for held in list(self._held):
+            if held.after_txns is not None and held.txn != finished:
+                held.after_txns -= 1
+                if held.after_txns <= 0:
+                    self._release(held)
+        if self._drop_next > 0:
+            self._drop_next -= 1
+            self._drop_txns.add(txn)
+            return
+        if self._hold_next is not None:
+            held = _Held(txn, [], None)
+            held.timer = asyncio.get_running_loop().call_later(self._hold_next, self._release, held)
+            self._hold_next = None
+        elif self.reorder_probability and self._fault_rng.random() < self.reorder_probability:
+            held = _Held(txn, [], 1)
+            held.timer = asyncio.get_running_loop().call_later(self.reorder_max_delay, self._release, held)
+        else:
+            return
+        self._held.append(held)
+        self.held_txns.append(txn)
+
+    def _release(self, held: _Held) -> None:
+        if held not in self._held:
+            return
+        self._held.remove(held)
+        if held.timer is not None:
+            held.timer.cancel()
+        for channel, text in held.frames:
+            self._deliver(channel, text)
+        if held.frames:
+            self.stats["reordered_txns"] += 1
+
+    def _deliver(self, channel: str, text: str) -> None:
         for client in list(self._clients):
             if channel in client.channels:
                 client.queue.put_nowait(text)
@@ -260,6 +345,26 @@ class EconiaSimulator:
             n += 1
         self.stats["disconnects"] += n
         return n
+
+    def hold_next_txn(self, seconds: float) -> None:
+        """Deliver the next transaction's notifications ``seconds`` late (after whatever follows it)."""
+        self._hold_next = seconds
+
+    def drop_next_txns(self, n: int) -> None:
+        """Silently drop every notification of the next ``n`` transactions (the socket stays up)."""
+        self._drop_next = n
+
+    def flush_held(self) -> None:
+        for held in list(self._held):
+            self._release(held)
+
+    async def close_all(self, code: int = 3001, reason: str = "JWT expired") -> int:
+        """Close every socket the way postgres-websockets does at a token's exp."""
+        clients = list(self._clients)
+        for client in clients:
+            self.stats["expired_closes"] += 1
+            await client.ws.close(code=code, message=reason.encode())
+        return len(clients)
 
     def send_malformed(self, count: int = 1) -> int:
         sent = 0
