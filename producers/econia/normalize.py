@@ -178,7 +178,7 @@ class EconiaNormalizer:
         if known is None or self._in_order(m.market_id, oid, known, row):
             self._remember((m.market_id, oid), state)
             orphan = self._orphan_fills.pop((m.market_id, oid), None)
-            if orphan is not None and orphan > state.last_key:  # fills of this order went out before it
+            if orphan is not None and state.last_key is not None and orphan > state.last_key:  # fills went out first
                 self.superseded += 1
                 self._needs_restate((m.market_id, oid), orphan)
         status = "NEW" if state.filled == 0 else ("PARTIALLY_FILLED" if remaining else "FILLED")
