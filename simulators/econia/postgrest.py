@@ -4,7 +4,7 @@ for the DSS endpoints the producer calls."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 _OPS = {
@@ -44,12 +44,17 @@ def _matches(row: Mapping[str, Any], column: str, expr: str) -> bool:
     return cell is not None and fn(cell, _coerce(value, cell))
 
 
+def _sort_key(column: str) -> Callable[[Mapping[str, Any]], tuple[bool, Any]]:
+    """PostgREST's ``order=column``: nulls last in ascending order."""
+    return lambda row: (row[column] is None, row[column])
+
+
 def query(rows: Iterable[Mapping[str, Any]], params: Mapping[str, str], *, max_rows: int) -> list[Mapping[str, Any]]:
     filters = {k: v for k, v in params.items() if k not in ("order", "limit", "offset", "select")}
     out = [r for r in rows if all(_matches(r, c, e) for c, e in filters.items())]
     for part in reversed([p for p in params.get("order", "").split(",") if p]):
         column, _, direction = part.partition(".")
-        out.sort(key=lambda r, c=column: (r[c] is None, r[c]), reverse=direction.startswith("desc"))
+        out.sort(key=_sort_key(column), reverse=direction.startswith("desc"))
     offset = int(params.get("offset", "0"))
     limit = min(int(params.get("limit", str(max_rows))), max_rows)
     return out[offset:offset + limit]
