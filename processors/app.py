@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -19,7 +20,7 @@ from processors.candle_stage import CandleStage
 from processors.context import key_partition
 from processors.settings import ProcessorSettings
 from processors.transport import ProcessorFaustApp, RawBytesSchema
-from processors.wire import ContractWire, topic_name
+from processors.wire import ContractWire, SchemaResolver, topic_name
 from schemas.topics import ACCOUNT, BOOK, BOOK_TOP, OHLCV, TRADES
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,14 @@ class TickSender:
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None
+
+
+def leave_unprocessed(events: list[Any]) -> None:
+    """Release events without acking them: faust's revocation (`wait_empty`) no longer waits for them, and
+    their offsets never become committable (`Consumer.ack` ignores a message already marked acked), so the
+    next owner of the partition reads them again from the committed offset."""
+    for event in events:
+        event.message.acked = True
 
 
 class StateFlusher(faust.Sensor):
@@ -111,6 +120,8 @@ class ProcessorApp:
             key_serializer="raw",
             value_serializer="raw",
             autodiscover=False,
+            # no on_leader timers here: no leader topic (one internal topic less to race on, see topics.py)
+            topic_disable_leader=True,
             **faust_security(s),
         )
         app = self.app
@@ -142,17 +153,43 @@ class ProcessorApp:
         app.sensors.add(StateFlusher(self.stages))
         batch, within = s.processor_batch_max, s.processor_batch_within_s
 
+        self.resolver = resolver = SchemaResolver(wire, s.registry_url, basic_auth=s.registry_auth(),
+                                                  backoff_max_s=s.processor_registry_backoff_max_s)
+
         def run_stage(stage: Any) -> Any:
             seconds, sizes = metrics.BATCH_SECONDS.labels(stage.stream), metrics.BATCH_EVENTS.labels(stage.stream)
 
             async def agent(stream: faust.StreamT) -> None:
                 async for events in take_batches(stream, batch, within):
+                    unseen = wire.unresolved_ids(event.message.value for event in events)
+                    if unseen and not await resolve_before_folding(events, unseen, stage.stream):
+                        continue
                     started = time.perf_counter()
                     stage.process(events)
                     seconds.observe(time.perf_counter() - started)
                     sizes.observe(len(events))
             agent.__name__ = f"{stage.stream}_agent"
             return agent
+
+        async def resolve_before_folding(events: list[Any], unseen: set[int], stream: str) -> bool:
+            """Learn the batch's unseen writer schemas (the stream waits out registry faults; the loop stays
+            free). False when a stop or rebalance came first: the batch is then left unprocessed."""
+            generation = app.consumer_generation_id
+
+            def keep_trying() -> bool:
+                return (not app.should_stop and app.flow_control.is_active()
+                        and app.consumer_generation_id == generation)
+
+            try:
+                if await resolver.resolve(unseen, keep_trying, stream):
+                    return True
+            except asyncio.CancelledError:
+                leave_unprocessed(events)
+                raise
+            leave_unprocessed(events)
+            log.warning("%s: %d events left unprocessed (rebalance or stop while the registry was unavailable); "
+                        "they are read again from the committed offset", stream, len(events))
+            return False
 
         app.agent(book_in, name="books")(run_stage(self.books))
         app.agent(candle_in, name="candles")(run_stage(self.candles))
@@ -176,6 +213,7 @@ class ProcessorApp:
         @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
         async def stop_ticks(sender: Any, **kwargs: Any) -> None:
             await self.tick_sender.stop()
+            await self.resolver.close()
 
         async def forget(sender: Any, *args: Any, **kwargs: Any) -> None:
             for stage in self.stages:
@@ -200,8 +238,8 @@ class ProcessorApp:
 
     def ready(self) -> bool:
         app = self.app
-        return (not app.rebalancing and app.tables.recovery.completed.is_set()
-                and bool(app.assignor.assigned_actives()))
+        return (not app.rebalancing and not app.should_stop and not app.crashed
+                and app.tables.recovery.completed.is_set() and bool(app.assignor.assigned_actives()))
 
     def refresh_gauges(self) -> None:
         out_of_sync = crossed = 0
