@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -18,6 +17,7 @@ from processors.batches import take_batches
 from processors.book_stage import BookStage
 from processors.candle_stage import CandleStage
 from processors.context import key_partition
+from processors.schema_gate import SchemaGate
 from processors.settings import ProcessorSettings
 from processors.transport import ProcessorFaustApp, RawBytesSchema
 from processors.wire import ContractWire, SchemaResolver, topic_name
@@ -65,12 +65,18 @@ class TickSender:
             self.producer = None
 
 
-def leave_unprocessed(events: list[Any]) -> None:
-    """Release events without acking them: faust's revocation (`wait_empty`) no longer waits for them, and
-    their offsets never become committable (`Consumer.ack` ignores a message already marked acked), so the
-    next owner of the partition reads them again from the committed offset."""
-    for event in events:
-        event.message.acked = True
+class GateReleaser(faust.Sensor):
+    """At the start of a rebalance (before faust waits for in-flight messages), lets the events parked for
+    a schema lookup go, uncommitted (schema_gate.py)."""
+
+    def __init__(self, gates: dict[str, SchemaGate]) -> None:
+        super().__init__()
+        self.gates = gates
+
+    def on_rebalance_start(self, app: Any) -> dict[Any, Any]:
+        for gate in self.gates.values():
+            gate.release_all()
+        return {}
 
 
 class StateFlusher(faust.Sensor):
@@ -132,7 +138,8 @@ class ProcessorApp:
         book_in = app.topic(topic_name(BOOK, pre), self.ticks_name, **RAW)
         candle_in = app.topic(self.trades_topic, self.ticks_name, **RAW)
         self.ticks = app.topic(self.ticks_name, partitions=n, internal=True, retention=timedelta(hours=1), **RAW)
-        account_in = app.topic(topic_name(ACCOUNT, pre), **RAW)
+        # ticks wake the accounts agent too: a partition parked for a schema lookup is released on a tick
+        account_in = app.topic(topic_name(ACCOUNT, pre), self.ticks_name, **RAW)
         book_top_out = app.topic(topic_name(BOOK_TOP, pre), **RAW)
         ohlcv_out = app.topic(topic_name(OHLCV, pre), **RAW)
         # raw bytes keys and values (app-wide serializers): keys hash like the producers' keys
@@ -148,48 +155,32 @@ class ProcessorApp:
                                    history=s.processor_candle_history, dedup_window=s.processor_dedup_window,
                                    partitions=n, highwater=self.highwater, trades_topic=self.trades_topic)
         self.accounts = AccountStage(app.Table("accounts", **table_opts), wire, self.latency,
-                                     fills_window=s.processor_fills_window)
+                                     fills_window=s.processor_fills_window, ticks_topic=self.ticks_name)
         self.stages = (self.books, self.candles, self.accounts)
         app.sensors.add(StateFlusher(self.stages))
         batch, within = s.processor_batch_max, s.processor_batch_within_s
 
+        self.gates: dict[str, SchemaGate] = {}
+        app.sensors.add(GateReleaser(self.gates))
         self.resolver = resolver = SchemaResolver(wire, s.registry_url, basic_auth=s.registry_auth(),
                                                   backoff_max_s=s.processor_registry_backoff_max_s)
 
         def run_stage(stage: Any) -> Any:
             seconds, sizes = metrics.BATCH_SECONDS.labels(stage.stream), metrics.BATCH_EVENTS.labels(stage.stream)
 
+            gate = self.gates[stage.stream] = SchemaGate(app, wire, resolver, stage.stream)
+
             async def agent(stream: faust.StreamT) -> None:
-                async for events in take_batches(stream, batch, within):
-                    unseen = wire.unresolved_ids(event.message.value for event in events)
-                    if unseen and not await resolve_before_folding(events, unseen, stage.stream):
-                        continue
+                async for taken in take_batches(stream, batch, within):
+                    events, released = gate.admit(taken)  # partitions waiting for a schema are held back
                     started = time.perf_counter()
                     stage.process(events)
                     seconds.observe(time.perf_counter() - started)
                     sizes.observe(len(events))
+                    if released:
+                        gate.ack(released)
             agent.__name__ = f"{stage.stream}_agent"
             return agent
-
-        async def resolve_before_folding(events: list[Any], unseen: set[int], stream: str) -> bool:
-            """Learn the batch's unseen writer schemas (the stream waits out registry faults; the loop stays
-            free). False when a stop or rebalance came first: the batch is then left unprocessed."""
-            generation = app.consumer_generation_id
-
-            def keep_trying() -> bool:
-                return (not app.should_stop and app.flow_control.is_active()
-                        and app.consumer_generation_id == generation)
-
-            try:
-                if await resolver.resolve(unseen, keep_trying, stream):
-                    return True
-            except asyncio.CancelledError:
-                leave_unprocessed(events)
-                raise
-            leave_unprocessed(events)
-            log.warning("%s: %d events left unprocessed (rebalance or stop while the registry was unavailable); "
-                        "they are read again from the committed offset", stream, len(events))
-            return False
 
         app.agent(book_in, name="books")(run_stage(self.books))
         app.agent(candle_in, name="candles")(run_stage(self.candles))

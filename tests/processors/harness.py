@@ -259,6 +259,7 @@ class TcpProxy:
         self.port = free_port()
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.answer: bytes | None = None  # set: every connection gets this raw HTTP answer instead of the server
 
     async def start(self) -> TcpProxy:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -274,6 +275,12 @@ class TcpProxy:
         self.writers.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.answer is not None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(self.answer)
+            await writer.drain()
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
