@@ -64,7 +64,7 @@ async def main(args: argparse.Namespace) -> None:
     create_prefixed_topics(settings.kafka_bootstrap, prefix, (TRADES, BOOK, ACCOUNT, OHLCV, BOOK_TOP))
     tmp = Path(tempfile.mkdtemp(prefix="bench-flood-"))
     env = worker_env(settings.kafka_bootstrap, settings.registry_url, app_id, tmp / "data", topic_prefix=prefix)
-    env["MARKETPIPE_LOG_LEVEL"] = "ERROR"
+    env["MARKETPIPE_LOG_LEVEL"] = args.log_level
     worker = Worker(env, tmp / "worker.log").start()
     try:
         await worker.wait_ready(timeout=120)
@@ -130,4 +130,5 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ids", type=int, default=2000)
+    parser.add_argument("--log-level", default="ERROR")
     asyncio.run(main(parser.parse_args()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -159,6 +160,7 @@ class ProcessorApp:
         self.stages = (self.books, self.candles, self.accounts)
         app.sensors.add(StateFlusher(self.stages))
         batch, within = s.processor_batch_max, s.processor_batch_within_s
+        parked_max = s.processor_parked_max
 
         self.gates: dict[str, SchemaGate] = {}
         app.sensors.add(GateReleaser(self.gates))
@@ -170,15 +172,22 @@ class ProcessorApp:
 
             gate = self.gates[stage.stream] = SchemaGate(app, wire, resolver, stage.stream)
 
-            async def agent(stream: faust.StreamT) -> None:
-                async for taken in take_batches(stream, batch, within):
-                    events, released = gate.admit(taken)  # partitions waiting for a schema are held back
+            def fold(taken: list[Any]) -> None:
+                events, released = gate.admit(taken)  # partitions waiting for a schema are held back
+                if events:
                     started = time.perf_counter()
                     stage.process(events)
                     seconds.observe(time.perf_counter() - started)
                     sizes.observe(len(events))
-                    if released:
-                        gate.ack(released)
+                if released:
+                    gate.ack(released)
+
+            async def agent(stream: faust.StreamT) -> None:
+                async for taken in take_batches(stream, batch, within):
+                    fold(taken)
+                    while gate.backlog() > parked_max and not app.should_stop:  # bounded memory: wait
+                        await asyncio.sleep(0.1)
+                        fold([])
             agent.__name__ = f"{stage.stream}_agent"
             return agent
 

@@ -5,12 +5,16 @@ Per stream (agent), per batch:
 - the batch's schema ids are checked against the wire's cache (one pass, no I/O): the common case, every id
   known, folds the whole batch at once;
 - an event with an unseen id *parks* its partition: that event and every later event of the partition wait
-  in order (per-partition order is the contract), the partition's fetching is paused, and the id is looked
-  up in the background (`SchemaResolver`: asynchronous, transient faults retried with backoff and counted);
+  in order (per-partition order is the contract), and the id is looked up in the background
+  (`SchemaResolver`: asynchronous, transient faults retried with backoff and counted);
 - each later batch first releases the parked prefix whose ids are now resolved (known, or definitively
   unknown: those events are then counted malformed by the stage, as before), then folds the rest. Every
   stream also receives the per-partition timer ticks, so a parked partition is released within a timer
-  interval of its lookup even when no new event arrives.
+  interval of its lookup even when no new event arrives;
+- the partition is not paused in the consumer: faust's pause drops records already fetched for a partition
+  it pauses (its fetcher yields only active partitions, and aiokafka's position has moved past them). Memory
+  is bounded instead by the agent: with more than `processor_parked_max` events parked it takes no new
+  batch until lookups release some (a long registry outage under heavy traffic then pauses the stream).
 
 Offsets stay safe: a parked event holds one extra reference on its message (`Message.incref`), so the batch's
 ack does not make it committable; it is acked only after it is folded. At a rebalance (`release_all`, from
@@ -57,7 +61,6 @@ class SchemaGate:
                     now.append(event)
                     continue
                 parked = self.parked[msg.tp] = []
-                self.app.consumer.pause_partitions([TP(msg.topic, msg.partition)])
                 log.info("%s: %s:%s parked at offset %s until its writer schema is known", self.stream,
                          msg.topic, msg.partition, msg.offset)
             msg.incref()  # the batch's ack leaves it uncommitted; acked once folded
@@ -78,8 +81,11 @@ class SchemaGate:
                 del parked[:ready]
             if not parked:
                 del self.parked[tp]
-                self.app.consumer.resume_partitions([TP(tp.topic, tp.partition)])
         return released
+
+    def backlog(self) -> int:
+        """Events parked in this stream."""
+        return sum(map(len, self.parked.values()))
 
     def _look_up(self, ids: set[int]) -> None:
         new = ids - self._looking_up

@@ -28,6 +28,8 @@ class ProcessorSettings(KafkaClientSettings):
     processor_topics_timeout_s: float = 120.0
     # a transient registry failure pauses the stream and retries, backing off up to this long between tries
     processor_registry_backoff_max_s: float = 10.0
+    # events a stream may hold back for schema lookups before it takes no new batch (schema_gate.py)
+    processor_parked_max: int = 50_000
     processor_standby_replicas: int = 1
     processor_offset_reset: Literal["earliest", "latest"] = "earliest"  # a new app id builds state from history
     processor_commit_interval_s: float = 2.0

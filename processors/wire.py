@@ -147,7 +147,7 @@ class SchemaResolver:
                 metrics.REGISTRY_RETRIES.labels(stream, reason).inc()
             metrics.REGISTRY_WAITING.labels(stream).set(1)
             sample_id, sample = next(iter(failures.items()))
-            log.warning("%s: registry lookup of %d schema id(s) failed (id %s: %s); stream paused, retrying in "
+            log.warning("%s: registry lookup of %d schema id(s) failed (id %s: %s); their events wait, retrying in "
                         "%.1fs", stream, len(failures), sample_id, sample, delay)
             try:
                 waited = 0.0

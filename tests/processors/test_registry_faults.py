@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import fastavro
+from aiokafka.partitioner import murmur2
 from confluent_kafka.schema_registry import Schema
 
 from marketpipe.infra.stack import Cluster
@@ -23,6 +24,12 @@ from schemas.topics import BOOK, market_key
 from tests.processors.harness import EventWriter, TcpProxy, Worker, get_json, metric_sum, now_us, poll_json, worker_env
 
 MALFORMED = "marketpipe_processor_malformed_total"
+
+
+def partition_of(key: bytes) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % BOOK.partitions
+
+
 RETRIES = "marketpipe_processor_registry_retries_total"
 
 
@@ -83,9 +90,16 @@ async def test_registry_outage_delays_but_never_drops_events(
         # the worker meets the outage, retries, and keeps answering queries meanwhile
         await poll_json_metric(worker, RETRIES, at_least=3, stream="book")  # a few backoff rounds
         status, _ = await get_json(f"{worker.url}/books/{venue}/{market}")
-        assert status == 404  # not applied yet: the stream waits
+        assert status == 404  # not applied yet: its partition waits
         status, ready = await get_json(f"{worker.url}/processor/ready")
         assert status == 200 and ready["ready"] is True
+        # another partition, known schema: applied while the registry is still unreachable
+        other = next(m for m in (f"O{i}-USD" for i in range(100))
+                     if partition_of(market_key(venue, m)) != partition_of(market_key(venue, market)))
+        await writer.book(venue, other, "SNAPSHOT", seq=1, bids=[("5", "1")], asks=[("6", "1")])
+        await writer.flush()
+        await poll_json(f"{worker.url}/books/{venue}/{other}", lambda st, b: st == 200, timeout=60)
+        assert (await get_json(f"{worker.url}/books/{venue}/{market}"))[0] == 404
 
         await proxy.start()
         book = await poll_json(f"{worker.url}/books/{venue}/{market}",
