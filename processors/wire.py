@@ -65,6 +65,7 @@ class ContractWire:
         self._unknown_ids: set[int] = set()
         self._readers: dict[int, Callable[[bytes, int], Any]] = {
             f.schema_id: datum_reader(f.parsed) for f in self.framers.values()}
+        self._known_heads: set[bytes] = set()  # Confluent headers (magic + id) of ids with a reader
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Any marketpipe message by its writer schema id (raises ValueError subclasses when malformed).
@@ -82,12 +83,18 @@ class ContractWire:
     def unresolved_ids(self, values: Iterable[Any]) -> set[int]:
         """Schema ids in these message values that are neither known nor known to be unknown (values that
         are not framed Avro are left to decode(), which counts them malformed)."""
+        try:  # hot path, once per batch: the distinct 5-byte headers, minus those of known schemas
+            heads = {data[:5] for data in values if data} - self._known_heads
+        except TypeError:  # not bytes (e.g. an unhashable bytearray slice): check one by one
+            heads = {bytes(data[:5]) for data in values if isinstance(data, bytes | bytearray) and data}
         readers, unknown = self._readers, self._unknown_ids
         ids: set[int] = set()
-        for data in values:
-            if isinstance(data, bytes | bytearray) and len(data) >= 5 and data[0] == 0:
-                schema_id = int.from_bytes(data[1:5], "big")
-                if schema_id not in readers and schema_id not in unknown:
+        for head in heads:
+            if len(head) == 5 and head[0] == 0:
+                schema_id = int.from_bytes(head[1:5], "big")
+                if schema_id in readers:
+                    self._known_heads.add(head)
+                elif schema_id not in unknown:
                     ids.add(schema_id)
         return ids
 
