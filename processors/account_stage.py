@@ -19,9 +19,15 @@ log = logging.getLogger(__name__)
 class AccountStage(Stage[AccountState]):
     stream = "account"
 
-    def __init__(self, table: TableT, wire: ContractWire, latency: LatencyWindow, *, fills_window: int) -> None:
+    def __init__(self, table: TableT, wire: ContractWire, latency: LatencyWindow, *, fills_window: int,
+                 ticks_topic: str | None = None) -> None:
         super().__init__(table, wire, latency)
         self.fills_window = fills_window
+        self.ticks_topic = ticks_topic
+
+    def on_other(self, event: EventT, dirty: dict[bytes, tuple[AccountState, EventT]]) -> bool:
+        """Timer ticks only wake the agent up (schema_gate.py releases parked partitions on every batch)."""
+        return event.message.topic == self.ticks_topic
 
     def from_state(self, state: dict[str, Any]) -> AccountState:
         return AccountState.from_state(state, fills_window=self.fills_window)

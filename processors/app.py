@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -18,10 +19,11 @@ from processors.book_stage import BookStage
 from processors.candle_stage import CandleStage
 from processors.context import key_partition
 from processors.faust_fence import ProcessorFaustApp
+from processors.schema_gate import SchemaGate
 from processors.settings import ProcessorSettings
 from processors.transport import RawBytesSchema
 from processors.views import FAUST_PAGES_OFF, QuerySurface, register_views
-from processors.wire import ContractWire, topic_name
+from processors.wire import ContractWire, SchemaResolver, topic_name
 from schemas.topics import ACCOUNT, BOOK, BOOK_TOP, OHLCV, TRADES
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,20 @@ class TickSender:
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None
+
+
+class GateReleaser(faust.Sensor):
+    """At the start of a rebalance (before faust waits for in-flight messages), lets the events parked for
+    a schema lookup go, uncommitted (schema_gate.py)."""
+
+    def __init__(self, gates: dict[str, SchemaGate]) -> None:
+        super().__init__()
+        self.gates = gates
+
+    def on_rebalance_start(self, app: Any) -> dict[Any, Any]:
+        for gate in self.gates.values():
+            gate.release_all()
+        return {}
 
 
 class StateFlusher(faust.Sensor):
@@ -118,6 +134,8 @@ class ProcessorApp:
             key_serializer="raw",
             value_serializer="raw",
             autodiscover=False,
+            # no on_leader timers here: no leader topic (one internal topic less to race on, see topics.py)
+            topic_disable_leader=True,
             **faust_security(s),
         )
         app = self.app
@@ -128,7 +146,8 @@ class ProcessorApp:
         book_in = app.topic(topic_name(BOOK, pre), self.ticks_name, **RAW)
         candle_in = app.topic(self.trades_topic, self.ticks_name, **RAW)
         self.ticks = app.topic(self.ticks_name, partitions=n, internal=True, retention=timedelta(hours=1), **RAW)
-        account_in = app.topic(topic_name(ACCOUNT, pre), **RAW)
+        # ticks wake the accounts agent too: a partition parked for a schema lookup is released on a tick
+        account_in = app.topic(topic_name(ACCOUNT, pre), self.ticks_name, **RAW)
         book_top_out = app.topic(topic_name(BOOK_TOP, pre), **RAW)
         ohlcv_out = app.topic(topic_name(OHLCV, pre), **RAW)
         # raw bytes keys and values (app-wide serializers): keys hash like the producers' keys
@@ -144,20 +163,38 @@ class ProcessorApp:
                                    history=s.processor_candle_history, dedup_window=s.processor_dedup_window,
                                    partitions=n, highwater=self.highwater, trades_topic=self.trades_topic)
         self.accounts = AccountStage(app.Table("accounts", **table_opts), wire, self.latency,
-                                     fills_window=s.processor_fills_window)
+                                     fills_window=s.processor_fills_window, ticks_topic=self.ticks_name)
         self.stages = (self.books, self.candles, self.accounts)
         app.sensors.add(StateFlusher(self.stages))
         batch, within = s.processor_batch_max, s.processor_batch_within_s
+        parked_max = s.processor_parked_max
+
+        self.gates: dict[str, SchemaGate] = {}
+        app.sensors.add(GateReleaser(self.gates))
+        self.resolver = resolver = SchemaResolver(wire, s.registry_url, basic_auth=s.registry_auth(),
+                                                  backoff_max_s=s.processor_registry_backoff_max_s)
 
         def run_stage(stage: Any) -> Any:
             seconds, sizes = metrics.BATCH_SECONDS.labels(stage.stream), metrics.BATCH_EVENTS.labels(stage.stream)
 
-            async def agent(stream: faust.StreamT) -> None:
-                async for events in take_batches(stream, batch, within):
+            gate = self.gates[stage.stream] = SchemaGate(app, wire, resolver, stage.stream)
+
+            def fold(taken: list[Any]) -> None:
+                events, released = gate.admit(taken)  # partitions waiting for a schema are held back
+                if events:
                     started = time.perf_counter()
                     stage.process(events)
                     seconds.observe(time.perf_counter() - started)
                     sizes.observe(len(events))
+                if released:
+                    gate.ack(released)
+
+            async def agent(stream: faust.StreamT) -> None:
+                async for taken in take_batches(stream, batch, within):
+                    fold(taken)
+                    while gate.backlog() > parked_max and not app.should_stop:  # bounded memory: wait
+                        await asyncio.sleep(0.1)
+                        fold([])
             agent.__name__ = f"{stage.stream}_agent"
             return agent
 
@@ -183,6 +220,7 @@ class ProcessorApp:
         @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
         async def stop_ticks(sender: Any, **kwargs: Any) -> None:
             await self.tick_sender.stop()
+            await self.resolver.close()
 
         async def forget(sender: Any, *args: Any, **kwargs: Any) -> None:
             for stage in self.stages:
@@ -205,8 +243,8 @@ class ProcessorApp:
 
     def ready(self) -> bool:
         app = self.app
-        return (not app.rebalancing and app.tables.recovery.completed.is_set()
-                and bool(app.assignor.assigned_actives()))
+        return (not app.rebalancing and not app.should_stop and not app.crashed
+                and app.tables.recovery.completed.is_set() and bool(app.assignor.assigned_actives()))
 
     def refresh_gauges(self) -> None:
         out_of_sync = crossed = 0

@@ -30,6 +30,10 @@ GAP_CANDLES = Counter("marketpipe_processor_gap_candles_total",
                       ["interval", "kind"])
 DUPLICATES = Counter("marketpipe_processor_duplicates_total", "Events dropped as duplicates", ["stream"])
 ACCOUNT_OUTCOMES = Counter("marketpipe_processor_account_updates_total", "Account events by outcome", ["outcome"])
+REGISTRY_RETRIES = Counter("marketpipe_processor_registry_retries_total", "Schema lookups retried after a transient "
+                           "registry failure (the stream waits; no event is skipped)", ["stream", "reason"])
+REGISTRY_WAITING = Gauge("marketpipe_processor_registry_waiting", "1 while the stream waits for the registry",
+                         ["stream"])
 LAG = Gauge("marketpipe_processor_consumer_lag", "Messages behind the partition's high watermark",
             ["topic", "partition"])
 QUERYABLE_LATENCY = Histogram(

@@ -29,6 +29,12 @@ class ProcessorSettings(KafkaClientSettings):
     processor_processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     processor_topic_partitions: int = 6  # must equal the source topics' partition count (co-partitioning)
     processor_topic_replication: int = 1
+    # start-up waits this long for every needed topic (created here, or by the schemas Job) to be complete
+    processor_topics_timeout_s: float = 120.0
+    # a transient registry failure pauses the stream and retries, backing off up to this long between tries
+    processor_registry_backoff_max_s: float = 10.0
+    # events a stream may hold back for schema lookups before it takes no new batch (schema_gate.py)
+    processor_parked_max: int = 50_000
     processor_standby_replicas: int = 1
     processor_offset_reset: Literal["earliest", "latest"] = "earliest"  # a new app id builds state from history
     processor_commit_interval_s: float = 2.0

@@ -10,7 +10,7 @@ from faust.types import EventT, TableT
 
 from processors import metrics
 from processors.context import describe, event_context, wall_us
-from processors.wire import ContractWire
+from processors.wire import ContractWire, UnresolvedSchema
 
 log = logging.getLogger(__name__)
 S = TypeVar("S")
@@ -91,6 +91,8 @@ class Stage(Generic[S]):
                     self._replayed.inc()
                     continue
                 state = fold(key, state, record, event)
+            except UnresolvedSchema:  # not the event's fault (a bug): never skip it as malformed
+                raise
             except Exception as exc:  # malformed input never kills the stream
                 self._malformed.inc()
                 log.warning("%s: skipped malformed event %s: %s: %s", self.stream, describe(event),

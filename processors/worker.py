@@ -6,46 +6,52 @@ import argparse
 import gc
 import logging
 import sys
+import time
+from typing import TYPE_CHECKING
 
 from marketpipe.fencing import UnpinnedLibraryError
 from processors.settings import ProcessorSettings
+from processors.topics import NeededTopic, from_faust_topic, prepare_topics
+
+if TYPE_CHECKING:
+    from processors.app import ProcessorApp
 
 log = logging.getLogger(__name__)
 
 
-def ensure_ticks_topic(settings: ProcessorSettings) -> None:
-    """Create the app's internal tick topic before the consumer subscribes to it."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+def needed_topics(settings: ProcessorSettings, proc: ProcessorApp) -> list[NeededTopic]:
+    """Source and derived topics (created here only with create_topics), the tick topic and every table's
+    changelog, as faust declares them (partitions = the source topics' count)."""
+    from processors.wire import INPUTS, OUTPUTS, prefixed
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **settings.librdkafka_security()})
-    name = f"{settings.processor_app_id}-candle-ticks"
-    if name in admin.list_topics(timeout=15).topics:
-        return
-    topic = NewTopic(name, num_partitions=settings.processor_topic_partitions,
-                     replication_factor=settings.processor_topic_replication,
-                     config={"retention.ms": str(3_600_000)})
-    for fut in admin.create_topics([topic], operation_timeout=30).values():
-        try:
-            fut.result()
-        except Exception as exc:  # a second worker may have created it first
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
+    n = settings.processor_topic_partitions
+    contract = [NeededTopic(spec.name, n, {"cleanup.policy": spec.cleanup_policy,
+                                           **({"retention.ms": str(spec.retention_ms)} if spec.retention_ms else {})},
+                            create=settings.create_topics)
+                for spec in prefixed(INPUTS + OUTPUTS, settings.processor_topic_prefix)]
+    internal = [from_faust_topic(proc.ticks)]
+    internal += [from_faust_topic(table.changelog_topic)
+                 for table in proc.app.tables.values()]
+    return contract + internal
 
 
-def build(settings: ProcessorSettings):  # type: ignore[no-untyped-def]
-    """Topics, schemas and the faust app (not started)."""
-    from marketpipe.topics_admin import ensure_topics
+def build(settings: ProcessorSettings) -> ProcessorApp:
+    """The faust app (not started), with every topic it needs present and complete on the broker."""
     from processors.app import ProcessorApp
-    from processors.wire import INPUTS, OUTPUTS, ContractWire, prefixed
+    from processors.wire import ContractWire
     from schemas.registry import ContractRegistry
 
-    if settings.create_topics:
-        ensure_topics(settings.kafka_bootstrap, prefixed(INPUTS + OUTPUTS, settings.processor_topic_prefix),
-                      replication=settings.processor_topic_replication, extra_conf=settings.librdkafka_security())
-    ensure_ticks_topic(settings)
     registry = ContractRegistry(settings.registry_url, basic_auth=settings.registry_auth())
     wire = ContractWire(registry, register=settings.register_schemas)
-    return ProcessorApp(settings, wire)
+    proc = ProcessorApp(settings, wire)
+    started = time.monotonic()
+    needed = needed_topics(settings, proc)
+    created = prepare_topics({"bootstrap.servers": settings.kafka_bootstrap, **settings.librdkafka_security()},
+                             needed, replication=settings.processor_topic_replication,
+                             timeout_s=settings.processor_topics_timeout_s)
+    log.info("processor %s: %d topics present (%d created here) after %.1fs", settings.processor_app_id,
+             len(needed), len(created), time.monotonic() - started)
+    return proc
 
 
 def freeze_startup_heap() -> None:
