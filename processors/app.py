@@ -6,10 +6,11 @@ import asyncio
 import logging
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
+from faust.tables.manager import TableManager
 from faust.types import TP
 
 from processors import metrics
@@ -26,6 +27,9 @@ from processors.views import FAUST_PAGES_OFF, QuerySurface, register_views
 from processors.wire import ContractWire, SchemaResolver, topic_name
 from schemas.topics import ACCOUNT, BOOK, BOOK_TOP, OHLCV, TRADES
 
+if TYPE_CHECKING:
+    import ssl
+
 log = logging.getLogger(__name__)
 RAW: dict[str, Any] = {"schema": RawBytesSchema()}
 
@@ -36,7 +40,7 @@ def faust_security(settings: ProcessorSettings) -> dict[str, Any]:
     if proto == "PLAINTEXT":
         return {}
     kw = settings.aiokafka_security()
-    ssl_context = kw.get("ssl_context")
+    ssl_context = cast("ssl.SSLContext | None", kw.get("ssl_context"))
     if proto.startswith("SASL"):
         mech = settings.kafka_sasl_mechanism or "PLAIN"
         cred = faust.SASLCredentials(username=settings.kafka_sasl_username or "",
@@ -217,16 +221,19 @@ class ProcessorApp:
             for name in ("faust.topics", "faust.transport", "aiokafka"):
                 logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
-        @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
-        async def stop_ticks(sender: Any, **kwargs: Any) -> None:
+        async def stop_ticks(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
             await self.tick_sender.stop()
             await self.resolver.close()
 
-        async def forget(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # mode types handlers with mypy_extensions' NamedArg('BaseSignalT', 'signal'), a forward reference mypy
+        # cannot match against any real signature (mode passes signal=self to every receiver)
+        app.on_before_shutdown.connect(stop_ticks)  # type: ignore[arg-type]
+
+        async def forget(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
             for stage in self.stages:
                 stage.forget()
 
-        app.on_partitions_revoked.connect(forget)
+        app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
 
         register_views(self)
 
@@ -244,7 +251,8 @@ class ProcessorApp:
     def ready(self) -> bool:
         app = self.app
         return (not app.rebalancing and not app.should_stop and not app.crashed
-                and app.tables.recovery.completed.is_set() and bool(app.assignor.assigned_actives()))
+                and cast(TableManager, app.tables).recovery.completed.is_set()
+                and bool(app.assignor.assigned_actives()))
 
     def refresh_gauges(self) -> None:
         out_of_sync = crossed = 0

@@ -85,7 +85,10 @@ class Stage(Generic[S]):
                     continue
                 if not isinstance(key, bytes) or b":" not in key:
                     raise ValueError(f"key {key!r} is not b'<venue>:<id>'")
-                record = decode(msg.value)
+                value = msg.value
+                if value is None:
+                    raise ValueError("no value (a tombstone): not a marketpipe event")
+                record = decode(value)
                 state = load(key)
                 if state is not None and offset <= state.last_offset:  # type: ignore[attr-defined]
                     self._replayed.inc()

@@ -61,7 +61,8 @@ def prepare_topics(admin_conf: dict[str, str], needed: list[NeededTopic], *, rep
                    timeout_s: float = 60.0, poll_s: float = 0.25) -> list[str]:
     """Create what is missing (idempotent, concurrent creators welcome), then wait until the metadata shows
     every topic with its partition count and a leader per partition. Returns the names this call created."""
-    admin = AdminClient(admin_conf)
+    conf: dict[str, str | int | float | bool] = dict(admin_conf)
+    admin = AdminClient(conf)
     deadline = time.monotonic() + timeout_s
     existing = _partitions(admin, timeout_s)
     _check_counts(needed, existing)
