@@ -14,7 +14,7 @@ Prints
 
     export MARKETPIPE_KAFKA_BOOTSTRAP=127.0.0.1:19092 MARKETPIPE_REGISTRY_URL=http://127.0.0.1:18081/apis/ccompat/v7
     python benchmarks/bench_processors.py [--deltas 300000] [--trades 200000] [--rate 5000] [--warmup 3] [--seconds 10]
-        [--store memory://|rocksdb://] [--guarantee at_least_once|exactly_once]
+        [--store memory://|rocksdb://] [--guarantee at_least_once|exactly_once] [--fastavro]
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ class Bench:
                "MARKETPIPE_PROCESSOR_WEB_PORT": str(self.port), "MARKETPIPE_PROCESSOR_STORE_URL": self.args.store,
                "MARKETPIPE_PROCESSOR_DATA_DIR": str(self.tmp / "data"), "MARKETPIPE_PROCESSOR_OFFSET_RESET": "latest",
                "MARKETPIPE_PROCESSOR_PROCESSING_GUARANTEE": self.args.guarantee,
-               "MARKETPIPE_PROCESSOR_STANDBY_REPLICAS": "0", "MARKETPIPE_LOG_LEVEL": "WARNING"}
+               "MARKETPIPE_PROCESSOR_STANDBY_REPLICAS": "0", "MARKETPIPE_LOG_LEVEL": "WARNING",
+               "MARKETPIPE_PROCESSOR_COMPILED_READERS": str(self.args.compiled_readers).lower()}
         self.log = open(self.tmp / "worker.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "processors"], env=env, cwd=REPO, stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -191,7 +192,7 @@ class Bench:
         events per CPU-second of this process). The last ``n`` records of the topic are counted."""
         from processors.wire import ContractWire
 
-        wire = ContractWire(self.registry, register=False)
+        wire = ContractWire(self.registry, register=False, compiled=self.args.compiled_readers)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
                                     enable_auto_commit=False, fetch_max_bytes=50 * 1024 * 1024,
                                     max_partition_fetch_bytes=4 * 1024 * 1024)
@@ -320,7 +321,8 @@ class Bench:
 
     async def run(self) -> None:
         a = self.args
-        print(f"processor bench: {a.markets} markets, store {a.store}, {a.guarantee}, worker log {self.tmp}")
+        readers = "compiled readers" if a.compiled_readers else "fastavro readers"
+        print(f"processor bench: {a.markets} markets, store {a.store}, {a.guarantee}, {readers}, worker log {self.tmp}")
         # encode everything up front so the producer does not compete with the worker for CPU later
         deltas = [(market_key(self.venue, m), self.delta(i, m)) for i in range(a.deltas)
                   for m in (self.markets[i % len(self.markets)],)]
@@ -374,6 +376,8 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--store", default="memory://")
     p.add_argument("--guarantee", default="at_least_once", choices=["at_least_once", "exactly_once"])
+    p.add_argument("--fastavro", dest="compiled_readers", action="store_false",
+                   help="decode with fastavro instead of the compiled readers (worker and ceiling alike)")
     asyncio.run(Bench(p.parse_args()).run())
 
 

@@ -51,6 +51,9 @@ class ProcessorSettings(KafkaClientSettings):
     # longest wait for a batch to fill: 0 = fold in whatever is queued (a wait idles a worker that is behind,
     # and adds to event -> queryable; batches still grow with the backlog)
     processor_batch_within_s: float = 0.0
+    # decode with readers compiled from each writer schema (schemas/compiled_reader.py); false: fastavro's
+    # schemaless_reader (bench_processors.py runs both to show what the compiled readers buy end to end)
+    processor_compiled_readers: bool = True
     processor_producer_linger_ms: int = 5  # batches changelog and derived-topic writes into fewer requests
     # isolated runs only (benchmarks): prefix for every input/output topic name; schemas stay the same
     processor_topic_prefix: str = ""

@@ -54,8 +54,9 @@ class UnresolvedSchema(LookupError):
 
 
 class ContractWire:
-    def __init__(self, registry: ContractRegistry, *, register: bool) -> None:
+    def __init__(self, registry: ContractRegistry, *, register: bool, compiled: bool = True) -> None:
         self.registry = registry
+        self.compiled = compiled
         specs = INPUTS + OUTPUTS
         if register:
             registry.register_all(specs)
@@ -64,7 +65,7 @@ class ContractWire:
         self.ohlcv = self.framers[OHLCV.schema]
         self._unknown_ids: set[int] = set()
         self._readers: dict[int, Callable[[bytes, int], Any]] = {
-            f.schema_id: datum_reader(f.parsed) for f in self.framers.values()}
+            f.schema_id: datum_reader(f.parsed, compiled) for f in self.framers.values()}
         self._known_heads: set[bytes] = set()  # Confluent headers (magic + id) of ids with a reader
 
     def decode(self, data: bytes) -> dict[str, Any]:
@@ -101,7 +102,7 @@ class ContractWire:
     def learn(self, schema_id: int, schema_text: str) -> None:
         """A writer schema fetched from the registry; one that cannot be read makes the id unknown."""
         try:
-            self._readers[schema_id] = datum_reader(parse_schema(json.loads(schema_text)))
+            self._readers[schema_id] = datum_reader(parse_schema(json.loads(schema_text)), self.compiled)
         except Exception as exc:  # not JSON / not Avro: its events cannot be decoded, ever
             log.warning("schema id %s cannot be read (%s: %s): its events are malformed", schema_id,
                         type(exc).__name__, exc)
@@ -234,10 +235,12 @@ def _json_or_none(body: bytes) -> Any:
         return None
 
 
-def datum_reader(parsed_schema: Any) -> Callable[[bytes, int], Any]:
-    """Decoder of one Avro datum at data[offset:] for a writer schema: compiled, else fastavro's."""
-    try:
-        return compile_reader(parsed_schema)
-    except NotImplementedError as exc:
-        log.info("schema %s decoded by fastavro: %s", parsed_schema.get("name"), exc)
-        return lambda data, offset: schemaless_reader(io.BytesIO(memoryview(data)[offset:]), parsed_schema, None)
+def datum_reader(parsed_schema: Any, compiled: bool = True) -> Callable[[bytes, int], Any]:
+    """Decoder of one Avro datum at data[offset:] for a writer schema: compiled (unless switched off), else
+    fastavro's."""
+    if compiled:
+        try:
+            return compile_reader(parsed_schema)
+        except NotImplementedError as exc:
+            log.info("schema %s decoded by fastavro: %s", parsed_schema.get("name"), exc)
+    return lambda data, offset: schemaless_reader(io.BytesIO(memoryview(data)[offset:]), parsed_schema, None)

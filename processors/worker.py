@@ -42,7 +42,7 @@ def build(settings: ProcessorSettings) -> ProcessorApp:
     from schemas.registry import ContractRegistry
 
     registry = ContractRegistry(settings.registry_url, basic_auth=settings.registry_auth())
-    wire = ContractWire(registry, register=settings.register_schemas)
+    wire = ContractWire(registry, register=settings.register_schemas, compiled=settings.processor_compiled_readers)
     proc = ProcessorApp(settings, wire)
     started = time.monotonic()
     needed = needed_topics(settings, proc)

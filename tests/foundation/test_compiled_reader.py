@@ -486,3 +486,28 @@ def test_offsets() -> None:
         reader(HEADER, 6)
     with pytest.raises(ValueError, match="negative offset"):
         reader(HEADER, -1)
+
+
+def test_processor_setting_switches_the_compiled_readers_off() -> None:
+    """MARKETPIPE_PROCESSOR_COMPILED_READERS=false gives fastavro's reader (the benchmark's comparison); both
+    read the same datum to the same record."""
+    import io as _io
+
+    from fastavro import schemaless_writer
+
+    from processors.settings import ProcessorSettings
+    from processors.wire import datum_reader
+    from schemas.compiled_reader import compile_reader
+    from schemas.contracts import parsed
+    from tests.foundation.samples import samples
+
+    schema = parsed("trade")
+    record = samples()["trade"][1]
+    buf = _io.BytesIO()
+    schemaless_writer(buf, schema, record)
+    data = b"\0\0\0\0\1" + buf.getvalue()
+    compiled, interpreted = datum_reader(schema, True), datum_reader(schema, False)
+    assert compiled(data, 5) == interpreted(data, 5) == record
+    assert type(compiled) is type(compile_reader(schema))
+    assert interpreted.__name__ == "<lambda>" and compiled.__name__ != "<lambda>"
+    assert ProcessorSettings(processor_compiled_readers="false").processor_compiled_readers is False  # type: ignore[arg-type]
