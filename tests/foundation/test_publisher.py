@@ -1,5 +1,7 @@
-"""KafkaPublisher against a real broker: per-key order across partitions, and no loss or
-duplication through a broker outage (idempotent producer + ordered retries)."""
+"""KafkaPublisher against a real broker: per-key order across partitions; no loss and no duplicate
+(for read_committed and read_uncommitted consumers) through a broker outage longer than the request
+timeout (batches never expire, the idempotent producer is never renewed); outage metrics live on
+/metrics while the outage lasts; aiokafka's child-logger warnings rate limited."""
 
 from __future__ import annotations
 
