@@ -172,19 +172,21 @@ async def test_outage_loses_and_duplicates_nothing(own_broker: LocalKafka, outag
     assert outage * 1000 > request_timeout_ms or request_timeout_ms == 30_000
     assert publisher.acked == keys * per_key
     assert publisher.renewals == 0, "an outage must never renew the producer (a new producer id can duplicate)"
-    kafka_retries = sample("marketpipe_publisher_kafka_retries_total") - kafka_retries_before
-    assert kafka_retries >= 1, "aiokafka's internal retries during the outage must be counted"
-    sender = [r for r in seen.records if r.name == "aiokafka.producer.sender"]
-    assert len(sender) < kafka_retries, "aiokafka.producer.sender's warnings must be rate limited"
-    per_template: dict[object, int] = defaultdict(int)
-    for r in sender:
-        per_template[r.msg.split(" (and ")[0]] += 1
-    assert all(n <= 1 + watched / 10 for n in per_template.values()), (per_template, watched)
     for isolation in ("read_committed", "read_uncommitted"):
         records = await consume_all(own_broker.bootstrap, spec.name, keys * per_key, timeout=120,
                                     isolation_level=isolation)
         assert len(records) == keys * per_key, f"{isolation}: {len(records)} records for {keys * per_key} published"
         check_per_key_order(records, keys, per_key)
+    kafka_retries = sample("marketpipe_publisher_kafka_retries_total") - kafka_retries_before
+    assert kafka_retries >= 1, "aiokafka's internal retries during the outage must be counted"
+    # how many retry warnings aiokafka logs depends on timing (while no broker answers it mostly waits
+    # for metadata); whatever their number, at most one per template per 10 s reaches the handler
+    sender = [r for r in seen.records if r.name == "aiokafka.producer.sender"]
+    assert len(sender) <= kafka_retries
+    per_template: dict[object, int] = defaultdict(int)
+    for r in sender:
+        per_template[r.msg.split(" (and ")[0]] += 1
+    assert all(n <= 1 + watched / 10 for n in per_template.values()), (per_template, watched)
 
 
 async def scrape(port: int) -> dict[str, float]:
