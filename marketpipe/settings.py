@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -86,10 +86,14 @@ class KafkaClientSettings(BaseSettings):
 class PublisherSettings(KafkaClientSettings):
     """Settings of the Kafka publisher used by every producer service."""
 
-    publisher_buffer: int = 50_000  # events held in memory before publish() blocks the caller
-    publisher_linger_ms: int = 5
-    publisher_max_batch_bytes: int = 512 * 1024
+    # Memory bound: at most publisher_buffer + publisher_max_in_flight events are held (the buffer, plus
+    # the drain the sender is delivering); publish() waits while the buffer is full. Both must be > 0
+    # (an asyncio queue of size 0 would be unbounded).
+    publisher_buffer: int = Field(50_000, gt=0)  # events held in memory before publish() blocks the caller
+    publisher_max_in_flight: int = Field(20_000, gt=0)  # events taken from the buffer per delivery round
+    publisher_linger_ms: int = Field(5, ge=0)
+    publisher_max_batch_bytes: int = Field(512 * 1024, gt=0)
     publisher_compression: Literal["none", "gzip"] = "none"
-    # how long aiokafka waits for an answer (and keeps a batch whose partition has no leader) before a
-    # batch fails; the publisher then re-sends it on a new producer, in order
-    publisher_request_timeout_ms: int = 30_000
+    # how long one produce request may take before aiokafka drops the connection and retries it (same
+    # producer id and sequence numbers). Batches never expire: a batch is retried until Kafka has it.
+    publisher_request_timeout_ms: int = Field(30_000, gt=0)

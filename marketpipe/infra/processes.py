@@ -145,7 +145,9 @@ class LocalKafka:
         if (data / "meta.properties").exists():
             return
         libs = artifacts.kafka_libs()
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # the storage tool would read "-..." as an option (1 start in 64)
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = [self._java(), "-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--standalone"]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -59,29 +59,54 @@ def run_feed_service(make_feed: Callable[[], Feed], *, log_level: str, name: str
     return 0
 
 
-class _RateLimitFilter(logging.Filter):
-    """At most one record per (logger, message template) every `every` seconds; says how many it hid.
-    aiokafka logs thousands of identical ERRORs per second while a broker is down."""
+NOISY_LOGGERS = ("aiokafka", "kafka")
 
-    def __init__(self, every: float = 10.0) -> None:
+
+class RateLimitFilter(logging.Filter):
+    """At most one record per (logger, message template) every `every` seconds from the loggers named in
+    `prefixes` and their children; says how many it hid. aiokafka logs thousands of identical records
+    per second while a broker is down, mostly from child loggers (``aiokafka.producer.sender``,
+    ``aiokafka.conn``, ...). A filter on the parent logger never sees those (propagation skips parent
+    filters), so this one is attached to the handlers, where every propagated record passes; the
+    decision is kept on the record, so a record passing several handlers is counted once."""
+
+    def __init__(self, every: float = 10.0, prefixes: tuple[str, ...] = NOISY_LOGGERS) -> None:
         super().__init__()
         self.every = every
-        self._last: dict[tuple[str, object], tuple[float, int]] = {}
+        self.prefixes = prefixes
+        self._last: dict[tuple[str, object], tuple[float | None, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.msg)
+        decided = getattr(record, "_marketpipe_rate_limit", None)
+        if decided is not None:
+            return bool(decided)
+        name = record.name
+        if not any(name == p or name.startswith(p + ".") for p in self.prefixes):
+            return True
+        key = (name, record.msg)
         now = time.monotonic()
-        last, hidden = self._last.get(key, (0.0, 0))
-        if now - last < self.every:
+        last, hidden = self._last.get(key, (None, 0))
+        keep = last is None or now - last >= self.every
+        if keep:
+            if hidden:
+                record.msg = f"{record.msg} (and {hidden} similar messages in the last {self.every:.0f}s)"
+            self._last[key] = (now, 0)
+        else:
             self._last[key] = (last, hidden + 1)
-            return False
-        if hidden:
-            record.msg = f"{record.msg} (and {hidden} similar messages in the last {self.every:.0f}s)"
-        self._last[key] = (now, 0)
-        return True
+        record._marketpipe_rate_limit = keep  # type: ignore[attr-defined]
+        return keep
+
+
+def rate_limit_noisy_loggers(handlers: list[logging.Handler] | None = None,
+                             limiter: RateLimitFilter | None = None) -> RateLimitFilter:
+    """Attach one RateLimitFilter to the given handlers (default: the root logger's)."""
+    limiter = limiter or RateLimitFilter()
+    for handler in logging.getLogger().handlers if handlers is None else handlers:
+        if not any(isinstance(f, RateLimitFilter) for f in handler.filters):
+            handler.addFilter(limiter)
+    return limiter
 
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aiokafka", "kafka"):
-        logging.getLogger(noisy).addFilter(_RateLimitFilter())
+    rate_limit_noisy_loggers()
