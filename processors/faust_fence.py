@@ -79,6 +79,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import StreamT, TransportT
 from mode import Service, ServiceT
 
+from marketpipe.aiokafka_fence import set_fetch_max_wait
 from processors.transport import first_step
 
 __all__ = ["PINNED", "UPSTREAM_SHA256", "FastDrainConsumer", "ProcessorFaustApp", "UnpinnedLibraryError",
@@ -177,7 +178,7 @@ class ShortPollConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         app = cast("ProcessorFaustApp", self.app)
-        consumer._fetch_max_wait_ms = app.fetch_max_wait_ms  # read by the Fetcher created at start()
+        set_fetch_max_wait(consumer, app.fetch_max_wait_ms)  # the private attribute: marketpipe/aiokafka_fence.py
         return consumer
 
 

@@ -1,7 +1,7 @@
 """KafkaPublisher: the one way producers write to Kafka.
 
 - aiokafka with ``acks=all`` and idempotence: broker-side dedup of retried batches, per-partition order.
-- Batches never expire (``producers.aiokafka_fence.never_expire_batches``): through any outage aiokafka
+- Batches never expire (``marketpipe.aiokafka_fence.never_expire_batches``): through any outage aiokafka
   retries a batch on the same producer id with the same sequence numbers, so the broker drops a retry of
   a batch it already wrote. The producer is renewed only after an error by which the broker refused a
   batch (never because of an outage), so no consumer sees a duplicate.
@@ -38,8 +38,8 @@ from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from marketpipe.aiokafka_fence import count_internal_retries, never_expire_batches
 from marketpipe.settings import PublisherSettings
-from producers.aiokafka_fence import count_internal_retries, never_expire_batches
 from schemas.topics import TopicSpec
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
+from marketpipe import aiokafka_fence
 from marketpipe.settings import PublisherSettings
-from producers import aiokafka_fence
 from producers.core.runtime import RateLimitFilter, rate_limit_noisy_loggers
 
 
@@ -89,7 +89,7 @@ def test_rate_limit_says_how_many_it_hid_and_leaves_other_loggers_alone() -> Non
 def test_aiokafka_fence_matches_the_installed_upstream_code() -> None:
     changed = {name: now for name, now in aiokafka_fence.upstream_fingerprints().items()
                if now != aiokafka_fence.UPSTREAM_SHA256[name]}
-    assert not changed, f"read again and port producers/aiokafka_fence.py: upstream changed in {sorted(changed)}"
+    assert not changed, f"read again and port marketpipe/aiokafka_fence.py: upstream changed in {sorted(changed)}"
     aiokafka_fence.require_pinned_version()
 
 

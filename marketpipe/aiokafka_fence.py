@@ -1,6 +1,6 @@
-"""The one module that reaches into aiokafka's private members (the publisher's fence).
+"""The one module that reaches into aiokafka's private members (the publisher's and the processors' fence).
 
-Two things the public API does not offer:
+Three things the public API does not offer:
 
 - **Batches that never expire.** aiokafka gives every batch a time to live of ``request_timeout_ms``,
   counted from the batch's creation; ``MessageAccumulator.drain_by_nodes`` fails the head batch of a
@@ -18,6 +18,9 @@ Two things the public API does not offer:
   ``RetryCounter`` is a logging filter on that logger that counts those records (it never hides them;
   the rate limit is applied by the handlers, see ``producers.core.runtime``).
 
+- **The fetch long-poll of a consumer built by faust** (``set_fetch_max_wait``): faust constructs the
+  consumer with ``fetch_max_wait_ms=1500``; the processors shorten it before the consumer starts.
+
 Written for the pinned aiokafka version only: importing this module raises on any other version, and
 ``tests/foundation/test_aiokafka_fence.py`` names the upstream functions (source fingerprints below)
 whose code changed after an upgrade.
@@ -32,6 +35,7 @@ import logging
 import math
 from collections.abc import Callable
 from importlib import metadata
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -39,6 +43,8 @@ PINNED = {"aiokafka": "0.14.0"}
 
 # The upstream code this fence depends on the inner workings of (SHA-256 of its source).
 UPSTREAM_SHA256 = {
+    "aiokafka.consumer.consumer:AIOKafkaConsumer.start":
+        "2f1ba70443327538800d348e61042cdedd5a5e6306f40ebe1a06dddba7494c45",
     "aiokafka.producer.producer:AIOKafkaProducer.__init__":
         "fd6f2966fb3dc883ffcd325fe27b2580f005c3246bec5f20fc8412b2134f6180",
     "aiokafka.producer.message_accumulator:MessageAccumulator.__init__":
@@ -82,7 +88,7 @@ def require_pinned_version() -> None:
             have = None
         if have != want:
             raise UnpinnedAiokafkaError(
-                f"producers/aiokafka_fence.py reaches into private members of {dist} and was written for "
+                f"marketpipe/aiokafka_fence.py reaches into private members of {dist} and was written for "
                 f"{dist}=={want} (installed: {have or 'none'}). Install {dist}=={want} (pyproject.toml pins "
                 f"it), or port the fence: run `pytest tests/foundation/test_aiokafka_fence.py` against the "
                 f"new version, read the upstream functions it names, then update PINNED and UPSTREAM_SHA256.")
@@ -114,6 +120,15 @@ def never_expire_batches(producer: AIOKafkaProducer) -> None:
     if not hasattr(accumulator, "_batch_ttl"):
         raise UnpinnedAiokafkaError("aiokafka's MessageAccumulator has no _batch_ttl any more")
     accumulator._batch_ttl = math.inf  # noqa: SLF001
+
+
+def set_fetch_max_wait(consumer: Any, ms: int) -> None:
+    """The fetch long-poll of a consumer built by someone else (faust hard-codes 1500 ms when it builds its
+    consumer, see processors/faust_fence.py): aiokafka reads ``_fetch_max_wait_ms`` when ``start()`` creates
+    the Fetcher, so this must be called before ``start()``."""
+    if not hasattr(consumer, "_fetch_max_wait_ms"):
+        raise UnpinnedAiokafkaError("AIOKafkaConsumer has no _fetch_max_wait_ms any more")
+    consumer._fetch_max_wait_ms = ms  # noqa: SLF001 - read by the Fetcher created at start()
 
 
 class RetryCounter(logging.Filter):
