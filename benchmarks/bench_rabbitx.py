@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from marketpipe.infra.ports import free_port  # noqa: E402
 from marketpipe.infra.processes import rss_mb  # noqa: E402
+from marketpipe.topics_admin import ensure_topics  # noqa: E402
 from producers.core.emitter import FEED_TOPICS  # noqa: E402
 from producers.core.runtime import prepare_process  # noqa: E402
 from producers.publisher import KafkaPublisher  # noqa: E402
@@ -213,6 +214,11 @@ async def main_async(args: argparse.Namespace) -> None:
     registry_url = os.environ.get("MARKETPIPE_REGISTRY_URL", "http://127.0.0.1:18081/apis/ccompat/v7")
     registry = ContractRegistry(registry_url)
     await asyncio.to_thread(registry.register_all, FEED_TOPICS)
+    # the feed runs with create_topics=False (as in the chart): on a fresh cluster the bench creates them, else
+    # the publisher waits for partitions until stop() gives up (a run on a fresh `infra up` used to end so)
+    created = await asyncio.to_thread(ensure_topics, bootstrap, FEED_TOPICS)
+    if created:
+        print(f"created topics {', '.join(created)}", flush=True)
     tag = f"BENCH{os.getpid() % 100000}-USD"
     phases = args.phases.split(",")
     results = []
