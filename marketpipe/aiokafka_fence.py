@@ -22,22 +22,20 @@ Three things the public API does not offer:
   consumer with ``fetch_max_wait_ms=1500``; the processors shorten it before the consumer starts.
 
 Written for the pinned aiokafka version only: importing this module raises on any other version, and
-``tests/foundation/test_aiokafka_fence.py`` names the upstream functions (source fingerprints below)
+``tests/foundation/test_publisher_units.py`` names the upstream functions (source fingerprints below)
 whose code changed after an upgrade.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import inspect
 import logging
 import math
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+
+from marketpipe.fencing import UnpinnedLibraryError, fingerprints, require_versions
 
 PINNED = {"aiokafka": "0.14.0"}
 
@@ -76,41 +74,18 @@ RETRY_TEMPLATES = (
 SENDER_LOGGER = "aiokafka.producer.sender"
 
 
-class UnpinnedAiokafkaError(RuntimeError):
-    """aiokafka is installed in a version this fence was not written for."""
+UnpinnedAiokafkaError = UnpinnedLibraryError  # the shared fence error (marketpipe.fencing)
+FENCE_TEST = "tests/foundation/test_publisher_units.py"
 
 
 def require_pinned_version() -> None:
-    for dist, want in PINNED.items():
-        try:
-            have: str | None = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            have = None
-        if have != want:
-            raise UnpinnedAiokafkaError(
-                f"marketpipe/aiokafka_fence.py reaches into private members of {dist} and was written for "
-                f"{dist}=={want} (installed: {have or 'none'}). Install {dist}=={want} (pyproject.toml pins "
-                f"it), or port the fence: run `pytest tests/foundation/test_aiokafka_fence.py` against the "
-                f"new version, read the upstream functions it names, then update PINNED and UPSTREAM_SHA256.")
-
-
-def _resolve(name: str) -> object:
-    module_name, _, qualname = name.partition(":")
-    obj: object = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
+    """Refuse to run on aiokafka in any version but the pinned one."""
+    require_versions(PINNED, fence="marketpipe/aiokafka_fence.py", test=FENCE_TEST)
 
 
 def upstream_fingerprints() -> dict[str, str]:
     """name -> SHA-256 of the installed source ("missing: ..." when it no longer exists)."""
-    out: dict[str, str] = {}
-    for name in UPSTREAM_SHA256:
-        try:
-            out[name] = hashlib.sha256(inspect.getsource(_resolve(name)).encode()).hexdigest()  # type: ignore[arg-type]
-        except (ImportError, AttributeError, OSError, TypeError) as exc:
-            out[name] = f"missing: {type(exc).__name__}: {exc}"
-    return out
+    return fingerprints(UPSTREAM_SHA256)
 
 
 def never_expire_batches(producer: AIOKafkaProducer) -> None:
