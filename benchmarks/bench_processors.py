@@ -194,7 +194,8 @@ class Bench:
 
         wire = ContractWire(self.registry, register=False, compiled=self.args.compiled_readers)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
-                                    enable_auto_commit=False, fetch_max_bytes=50 * 1024 * 1024,
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    fetch_max_bytes=50 * 1024 * 1024,
                                     max_partition_fetch_bytes=4 * 1024 * 1024)
         await consumer.start()
         try:
@@ -205,7 +206,8 @@ class Bench:
             starts = await consumer.beginning_offsets(parts)
             total = sum(ends[tp] - starts[tp] for tp in parts)
             skip = max(0, total - n)  # earlier records (snapshots) are not part of the measured backlog
-            await consumer.seek_to_beginning(*parts)
+            for tp in parts:  # explicit positions: a lazy seek_to_beginning could lose to the default reset
+                consumer.seek(tp, starts[tp])
             seen, counted = 0, 0
             t0, c0 = time.monotonic(), time.process_time()
             deadline = time.monotonic() + 300
@@ -277,8 +279,57 @@ class Bench:
             p99 = probe_lat[min(len(probe_lat) - 1, int(0.99 * len(probe_lat)))]
             print(f"  HTTP probes send -> visible on /top: p50 {statistics.median(probe_lat):.1f} ms, "
                   f"p99 {p99:.1f} ms over {len(probe_lat)} probes (includes 2 ms polling)")
-        print("  worker time per batch and per commit-time flush during the measured run:")
+        print("  worker time per batch, per commit-time flush and per garbage collection during the measured run:")
         self.print_work(work_before, await self.work_histograms(http))
+
+    async def kafka_hop(self) -> None:
+        """The peer of the latency figure, in the same run: the Kafka hop alone at the same rate, with the same
+        producer (5 ms linger, acks=all) and a bare aiokafka consumer (no group, no processing) on a topic of
+        its own, timed from send to receipt (the worker is still running, idle)."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        topic = self.prefix + "hop"
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
+        admin.create_topics([NewTopic(topic, BOOK.partitions, 1)])[topic].result()
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+                                    enable_auto_commit=False, fetch_max_wait_ms=20)
+        await consumer.start()
+        lat: list[float] = []
+        try:
+            parts = [TopicPartition(topic, p) for p in range(BOOK.partitions)]
+            consumer.assign(parts)
+            await consumer.seek_to_end(*parts)
+            for tp in parts:
+                await consumer.position(tp)
+            stop = asyncio.Event()
+
+            async def receive() -> None:
+                while not stop.is_set():
+                    batch = await consumer.getmany(timeout_ms=50)
+                    now = time.monotonic()
+                    for records in batch.values():
+                        lat.extend((now - float(r.value.decode())) * 1e3 for r in records if r.value)
+
+            reader = asyncio.create_task(receive())
+            assert self.producer
+            rate, i, t0 = self.args.rate, 0, time.monotonic()
+            per_tick = max(1, int(rate * 0.01))
+            while time.monotonic() - t0 < self.args.seconds:
+                for _ in range(per_tick):
+                    i += 1
+                    await self.producer.send(topic, key=market_key(self.venue, self.markets[i % len(self.markets)]),
+                                             value=repr(time.monotonic()).encode())
+                await asyncio.sleep(max(0.0, t0 + (i / rate) - time.monotonic()))
+            await asyncio.sleep(1.0)
+            stop.set()
+            await reader
+        finally:
+            await consumer.stop()
+        lat.sort()
+        if lat:
+            print(f"  peer, the Kafka hop alone at {rate} events/s (same producer, bare consumer): p50 "
+                  f"{statistics.median(lat):.1f} ms, p99 {lat[min(len(lat) - 1, int(0.99 * len(lat)))]:.1f} ms, "
+                  f"max {lat[-1]:.1f} ms over {len(lat)} events")
 
     async def work_histograms(self, http: aiohttp.ClientSession) -> dict[tuple[str, str], dict[str, float]]:
         """The worker's batch and commit-time flush duration histograms, by (kind, stream)."""
@@ -288,10 +339,12 @@ class Bench:
             text = await r.text()
         out: dict[tuple[str, str], dict[str, float]] = {}
         for family in text_string_to_metric_families(text):
-            if family.name not in ("marketpipe_processor_batch_seconds", "marketpipe_processor_flush_seconds"):
+            if family.name not in ("marketpipe_processor_batch_seconds", "marketpipe_processor_flush_seconds",
+                                   "marketpipe_processor_gc_seconds"):
                 continue
             for sample in family.samples:
-                st = out.setdefault((family.name.split("_")[-2], sample.labels.get("stream", "?")), {})
+                label = sample.labels.get("stream") or f"generation {sample.labels.get('generation', '?')}"
+                st = out.setdefault((family.name.split("_")[-2], label), {})
                 if sample.name.endswith("_bucket"):
                     st[sample.labels["le"]] = sample.value
                 elif sample.name.endswith(("_count", "_sum")):
@@ -344,6 +397,7 @@ class Bench:
                 await self.throughput(http, "trades", self.trades_topic, trades)
                 print(f"3. latency at {a.rate} events/s")
                 await self.latency(http)
+                await self.kafka_hop()
                 async with http.get(f"{self.url}/books/{self.venue}/{self.markets[1]}/top") as r:
                     top = await r.json()
                 print(f"  sanity: {self.markets[1]} in_sync={top['in_sync']} crossed={top['crossed']}")

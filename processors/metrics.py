@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -47,6 +48,24 @@ BATCH_EVENTS = Histogram("marketpipe_processor_batch_events", "Events per batch"
                          buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000))
 FLUSH_SECONDS = Histogram("marketpipe_processor_flush_seconds", "Time to write changed state to the tables at a "
                           "commit (the worker handles no events meanwhile)", ["stream"], buckets=_WORK_BUCKETS)
+
+GC_SECONDS = Histogram("marketpipe_processor_gc_seconds", "Garbage collector pauses (the worker handles no events "
+                       "meanwhile), by generation", ["generation"], buckets=_WORK_BUCKETS)
+
+
+class GcPauses:
+    """``gc.callbacks`` entry timing each collection into GC_SECONDS (a collection costs one histogram
+    observation; collections are rare next to events)."""
+
+    def __init__(self) -> None:
+        self._start = 0.0
+        self._by_generation = {g: GC_SECONDS.labels(str(g)) for g in (0, 1, 2)}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self._by_generation[info["generation"]].observe(time.perf_counter() - self._start)
 
 
 def events_by_stream() -> dict[str, float]:

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from marketpipe.fencing import UnpinnedLibraryError
+from processors import metrics
 from processors.settings import ProcessorSettings
 from processors.topics import NeededTopic, from_faust_topic, prepare_topics
 
@@ -60,6 +61,8 @@ def freeze_startup_heap() -> None:
     full collections were the longest stalls behind the event -> queryable p99 (see benchmarks/)."""
     gc.collect()
     gc.freeze()
+    if not any(isinstance(cb, metrics.GcPauses) for cb in gc.callbacks):
+        gc.callbacks.append(metrics.GcPauses())
 
 
 def check_fenced_libraries() -> None:

@@ -43,3 +43,27 @@ def test_events_by_stream_reads_the_labelled_counters() -> None:
     after = metrics.events_by_stream()
     assert after["fence-test"] - before.get("fence-test", 0) == 7
     assert all(after[k] == v for k, v in before.items() if k != "fence-test")
+
+
+def test_gc_pauses_are_timed_per_generation() -> None:
+    """GcPauses (installed by the worker at start-up) observes one duration per collection, by generation."""
+    import gc
+
+    from processors import metrics
+
+    def count(generation: int) -> float:
+        for family in metrics.GC_SECONDS.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_count") and sample.labels["generation"] == str(generation):
+                    return sample.value
+        return 0.0
+
+    timer = metrics.GcPauses()
+    gc.callbacks.append(timer)
+    try:
+        before = count(2)
+        gc.collect(2)
+        gc.collect(2)
+        assert count(2) == before + 2
+    finally:
+        gc.callbacks.remove(timer)
