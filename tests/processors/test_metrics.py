@@ -58,6 +58,9 @@ def test_gc_pauses_are_timed_per_generation() -> None:
                     return sample.value
         return 0.0
 
+    installed = [cb for cb in gc.callbacks if isinstance(cb, metrics.GcPauses)]
+    for cb in installed:  # exactly one timer while counting
+        gc.callbacks.remove(cb)
     timer = metrics.GcPauses()
     gc.callbacks.append(timer)
     try:
@@ -67,3 +70,4 @@ def test_gc_pauses_are_timed_per_generation() -> None:
         assert count(2) == before + 2
     finally:
         gc.callbacks.remove(timer)
+        gc.callbacks.extend(installed)
