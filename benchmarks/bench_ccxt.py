@@ -249,6 +249,12 @@ async def measure(mode: str, frames: int, changes: int, sink: str, rate: float) 
         registry = ContractRegistry(os.environ.get("MARKETPIPE_REGISTRY_URL",
                                                    "http://127.0.0.1:18081/apis/ccompat/v7"))
         await asyncio.to_thread(registry.register_all)
+        if sink == "kafka":  # the feed runs with create_topics=False, as in the chart
+            from marketpipe.topics_admin import ensure_topics
+            from producers.core.emitter import FEED_TOPICS
+
+            await asyncio.to_thread(ensure_topics, os.environ.get("MARKETPIPE_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
+                                    FEED_TOPICS)
         latencies: list[float] = []
         publisher: Any
         if sink == "kafka":

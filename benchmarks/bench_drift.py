@@ -235,6 +235,10 @@ async def main() -> None:
     bootstrap = os.environ.get("MARKETPIPE_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     registry = ContractRegistry(os.environ.get("MARKETPIPE_REGISTRY_URL", "http://127.0.0.1:18081/apis/ccompat/v7"))
     registry.register_all()
+    from marketpipe.topics_admin import ensure_topics
+    from producers.core.emitter import FEED_TOPICS
+
+    ensure_topics(bootstrap, FEED_TOPICS)  # the feed runs with create_topics=False, as in the chart
     print(f"drift producer -> kafka {bootstrap} (acks=all, idempotent); simulator in a separate process", flush=True)
     if args.only_outage:
         args.generic, args.skip_latency, args.seconds = False, True, 0
