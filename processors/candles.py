@@ -29,13 +29,17 @@ Policy (documented contract of marketpipe.derived.ohlcv.v1):
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from processors.decimal_text import ZERO, parse, ratio, text
+
+_start_ts = itemgetter("start_ts")  # the history's sort key
 
 CHUNK = 64  # candles per persisted history chunk
 NEVER = 1 << 62  # a deadline no clock (microseconds) reaches
@@ -213,21 +217,25 @@ class CandleSeries:
         return sorted({self.chunk_of(c["start_ts"]) for c in self.history})
 
     def chunk(self, chunk: int) -> list[dict[str, Any]]:
-        return [c for c in self.history if self.chunk_of(c["start_ts"]) == chunk]
+        """The candles of one chunk: a slice of the history (sorted by start_ts), found by bisection; a
+        persist touches only the dirty chunks, so its cost no longer grows with the history kept."""
+        span = self.length * CHUNK
+        hist = self.history
+        lo = bisect_left(hist, chunk * span, key=_start_ts)
+        return hist[lo:bisect_left(hist, (chunk + 1) * span, lo, key=_start_ts)]
 
     def remember(self, candle: dict[str, Any], keep: int) -> None:
         self.dirty_chunks.add(self.chunk_of(candle["start_ts"]))
         hist = self.history
-        if hist and hist[-1]["start_ts"] == candle["start_ts"]:
-            hist[-1] = candle
+        start = candle["start_ts"]
+        if not hist or hist[-1]["start_ts"] < start:  # the common case: a newer candle
+            hist.append(candle)
         else:
-            for i in range(len(hist) - 1, -1, -1):
-                if hist[i]["start_ts"] == candle["start_ts"]:
-                    hist[i] = candle
-                    break
+            i = bisect_left(hist, start, key=_start_ts)
+            if i < len(hist) and hist[i]["start_ts"] == start:
+                hist[i] = candle  # an amendment (revision + 1)
             else:
-                hist.append(candle)
-                hist.sort(key=lambda c: c["start_ts"])
+                hist.insert(i, candle)
         if len(hist) > keep:
             for old in hist[:-keep]:
                 self.dirty_chunks.add(self.chunk_of(old["start_ts"]))

@@ -96,3 +96,24 @@ def test_high_and_low_by_value_keep_the_venue_text() -> None:
     [amended] = again.add_trade({"event_id": "late", "exchange_ts": t0 + 7, "price": "99.4", "size": "1",
                                  "side": "SELL"}, 0).records
     assert (amended["revision"], amended["high"], amended["low"]) == (1, "101", "99.4")
+
+
+def test_history_chunks_by_bisection_equal_the_plain_definition() -> None:
+    """remember() keeps the history sorted with one candle per start (newer, amended, late and trimmed
+    candles), and chunk() (a bisected slice) equals filtering the whole history by chunk_of."""
+    rng = random.Random(7)
+    for name in ("1s", "1m"):
+        series = CandleSeries(name)
+        length = series.length
+        keep = 150
+        for _ in range(2000):
+            r = rng.random()
+            newest = series.history[-1]["start_ts"] // length if series.history else 1000
+            slot = newest + 1 if r < 0.7 else max(0, newest - rng.randint(0, 200))  # mostly newer, some late
+            series.remember({"start_ts": slot * length, "revision": rng.randint(0, 3)}, keep)
+            starts = [c["start_ts"] for c in series.history]
+            assert starts == sorted(set(starts)) and len(starts) <= keep
+        for c in series.chunks():
+            plain = [x for x in series.history if series.chunk_of(x["start_ts"]) == c]
+            assert series.chunk(c) == plain and plain
+        assert series.chunk(max(series.chunks()) + 1) == []
