@@ -10,7 +10,6 @@ import time
 from typing import TYPE_CHECKING
 
 from marketpipe.fencing import UnpinnedLibraryError
-from processors import metrics
 from processors.settings import ProcessorSettings
 from processors.topics import NeededTopic, from_faust_topic, prepare_topics
 
@@ -59,6 +58,8 @@ def freeze_startup_heap() -> None:
     """Move everything alive after start-up (modules, faust, aiohttp, schemas: ~90k objects) into the
     collector's permanent generation, so a full collection later scans only state and in-flight events:
     full collections were the longest stalls behind the event -> queryable p99 (see benchmarks/)."""
+    from processors import metrics  # not at module import: the fences' version checks run first (run())
+
     gc.collect()
     gc.freeze()
     if not any(isinstance(cb, metrics.GcPauses) for cb in gc.callbacks):
