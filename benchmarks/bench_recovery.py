@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -33,47 +30,14 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
-from marketpipe.infra.ports import free_port
+from marketpipe.infra.processor_process import ProcessorProcess as Worker
 from marketpipe.settings import KafkaClientSettings
 from schemas.registry import ContractRegistry
 from schemas.topics import BOOK, market_key
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-class Worker:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env, "MARKETPIPE_PROCESSOR_WEB_PORT": str(self.port)}
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "processors"], env=self.env, cwd=REPO,
-                                         stdout=log, stderr=subprocess.STDOUT)
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def alive(self) -> None:
-        assert self.proc is not None and self.proc.poll() is None, f"worker died; see {self.log}"
 
 
 class Bench:
@@ -112,7 +76,7 @@ class Bench:
         while pending:
             w.alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(pending)} markets not at sequence {seq}; see {w.log}")
+                raise TimeoutError(f"{len(pending)} markets not at sequence {seq}; see {w.log_path}")
             still = []
             for m in pending:
                 try:
@@ -132,7 +96,7 @@ class Bench:
         while True:
             w.alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"worker not answering {path}; see {w.log}")
+                raise TimeoutError(f"worker not answering {path}; see {w.log_path}")
             try:
                 async with http.get(f"{w.url}{path}", timeout=aiohttp.ClientTimeout(total=5)) as r:
                     if r.status == 200:
@@ -162,7 +126,7 @@ class Bench:
             for i in range(a.rounds):
                 await asyncio.sleep(a.settle)  # past a commit interval: the state is in the changelog
                 killed = time.monotonic()
-                w.kill9()
+                w.kill()
                 w.start()
                 fresh_seq = await self.snapshots()  # sent while the worker starts again
                 await self.ready(http, w, killed + 300, "/processor/live")
