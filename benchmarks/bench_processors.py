@@ -274,6 +274,12 @@ class Bench:
               "(half deltas, half trades)")
         print(f"  worker-side receive_ts -> queryable: p50 {st['p50_ms']:.1f} ms, p99 {st['p99_ms']:.1f} ms, "
               f"max {st['max_ms']:.1f} ms over {st['count']} events")
+        for group, label in (("all", "all events"), ("slowest_1pct", "the slowest 1 %")):
+            parts = st.get("breakdown", {}).get(group)
+            if parts:
+                print(f"    where it went, mean over {label}: before the drain loop took it (linger, broker, fetch, "
+                      f"consumer thread) {parts['before_drain']:.1f} ms, queued for its batch {parts['queued']:.1f} ms, "
+                      f"the batch {parts['batch']:.1f} ms")
         if probe_lat:
             probe_lat.sort()
             p99 = probe_lat[min(len(probe_lat) - 1, int(0.99 * len(probe_lat)))]

@@ -70,6 +70,7 @@ require_pinned_versions()
 
 # ruff: noqa: E402 - the imports below must come after the version check above
 import asyncio
+from time import monotonic
 from typing import Any, cast
 
 import faust
@@ -247,6 +248,7 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
                             await sleep(0)
                             num_since_yield = 0
 
+                        message.time_in = monotonic()  # faust's Monitor sets it too: the latency breakdown reads it
                         offset = message.offset
                         r_offset = get_read_offset(tp)
                         if r_offset is None or offset >= r_offset:

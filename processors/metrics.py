@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -75,17 +76,50 @@ def events_by_stream() -> dict[str, float]:
 
 
 class LatencyWindow:
-    """The last N event -> queryable latencies (seconds) for exact percentiles on /stats."""
+    """The last N event -> queryable latencies (seconds) for exact percentiles on /stats, and where each
+    one was spent: `parts` holds, per event, (before the drain loop took it, queued before its batch
+    started, its batch's fold). The first part is the producer's linger, the broker, the fetch and faust's
+    consumer-thread hand-off; the second the conductor, the stream queue and batches ahead of it; the third
+    the batch itself (decode, fold, publish)."""
 
     def __init__(self, size: int = 50_000) -> None:
         self.samples: deque[float] = deque(maxlen=size)
+        self.parts: deque[tuple[float, float, float]] = deque(maxlen=size)
 
     def add(self, seconds: float) -> None:
         self.samples.append(seconds)
 
-    def percentiles(self) -> dict[str, float | int]:
+    def add_parts(self, seconds: list[float], fetched: list[float | None], started: float, ended: float) -> None:
+        """Split each event's latency (seconds, ending at `ended`) at the monotonic times its message was
+        taken by the drain loop (`fetched`, None when unknown) and its batch `started`."""
+        work = ended - started
+        for total, taken in zip(seconds, fetched, strict=True):
+            if taken is None:
+                continue
+            queued = max(0.0, started - taken)
+            self.parts.append((max(0.0, total - queued - work), queued, work))
+
+    def clear(self) -> None:
+        self.samples.clear()
+        self.parts.clear()
+
+    def percentiles(self) -> dict[str, Any]:
         data = sorted(self.samples)
         if not data:
             return {"count": 0}
         pick = lambda q: data[min(len(data) - 1, int(q * len(data)))]  # noqa: E731
-        return {"count": len(data), "p50_ms": pick(0.5) * 1e3, "p99_ms": pick(0.99) * 1e3, "max_ms": data[-1] * 1e3}
+        body: dict[str, Any] = {"count": len(data), "p50_ms": pick(0.5) * 1e3, "p99_ms": pick(0.99) * 1e3,
+                                "max_ms": data[-1] * 1e3}
+        if self.parts:
+            body["breakdown"] = self.breakdown()
+        return body
+
+    def breakdown(self) -> dict[str, dict[str, float]]:
+        """Mean milliseconds of each part over all events and over the slowest 1 % (what makes the p99)."""
+        parts = sorted(self.parts, key=sum)
+        tail = parts[int(0.99 * len(parts)):] or parts[-1:]
+        names = ("before_drain", "queued", "batch")
+
+        def means(rows: list[tuple[float, float, float]]) -> dict[str, float]:
+            return {name: round(sum(r[i] for r in rows) / len(rows) * 1e3, 2) for i, name in enumerate(names)}
+        return {"all": means(parts), "slowest_1pct": means(tail)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from time import monotonic
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -75,6 +76,8 @@ class Stage(Generic[S]):
     def process(self, events: list[EventT]) -> None:
         dirty, last_offsets, decode, load, fold = self.dirty, self.last_offsets, self.wire.decode, self.load, self.fold
         receive: list[int] = []
+        fetched: list[float | None] = []  # when the drain loop took each message (monotonic), for the breakdown
+        started = monotonic()
         for event in events:
             msg = event.message
             offset = msg.offset
@@ -104,11 +107,13 @@ class Stage(Generic[S]):
             state.last_offset = offset  # type: ignore[attr-defined]
             dirty[key] = (state, event)
             receive.append(record["receive_ts"])
+            fetched.append(msg.time_in)
         if receive:
             self._events.inc(len(receive))
             now = wall_us()
             seconds = [max(0.0, (now - ts) / 1e6) for ts in receive]
             self.latency.samples.extend(seconds)
+            self.latency.add_parts(seconds, fetched, started, monotonic())
             metrics.observe_all(self._latency_hist, seconds)
 
     def flush(self) -> int:

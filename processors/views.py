@@ -294,5 +294,5 @@ def register_views(proc: ProcessorApp) -> None:
             if request.query.get("reset_latency") != "true":
                 return self.json({"error": "POST /processor/stats takes reset_latency=true"}, status=400)
             dropped = len(proc.latency.samples)
-            proc.latency.samples.clear()
+            proc.latency.clear()
             return self.json({**stats_body(request), "latency_samples_dropped": dropped})

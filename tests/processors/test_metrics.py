@@ -6,7 +6,7 @@ import random
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from processors.metrics import observe_all
+from processors.metrics import LatencyWindow, observe_all
 
 
 def samples(h: Histogram) -> dict[tuple[str, str], float]:
@@ -71,3 +71,22 @@ def test_gc_pauses_are_timed_per_generation() -> None:
     finally:
         gc.callbacks.remove(timer)
         gc.callbacks.extend(installed)
+
+
+def test_latency_breakdown_splits_each_event_where_it_was_spent() -> None:
+    window = LatencyWindow()
+    # a batch started at t=10.0 and ended at t=10.002 (2 ms); three events: taken by the drain loop 1 ms,
+    # 5 ms and (unknown) before the batch, with total latencies 20, 9 and 30 ms
+    window.samples.extend([0.020, 0.009, 0.030])
+    window.add_parts([0.020, 0.009, 0.030], [9.999, 9.995, None], 10.0, 10.002)
+    assert len(window.parts) == 2  # an event without a drain time is left out of the breakdown only
+    (a_before, a_queued, a_batch), (b_before, b_queued, b_batch) = window.parts
+    assert abs(a_queued - 0.001) < 1e-9 and abs(a_batch - 0.002) < 1e-9 and abs(a_before - 0.017) < 1e-9
+    assert abs(b_queued - 0.005) < 1e-9 and abs(b_batch - 0.002) < 1e-9 and abs(b_before - 0.002) < 1e-9
+    for _ in range(198):  # 200 events in all: the slowest 1 % (2 events) are the two above
+        window.add_parts([0.001], [10.0], 10.0, 10.0005)
+    bd = window.percentiles()["breakdown"]
+    assert bd["slowest_1pct"] == {"before_drain": 9.5, "queued": 3.0, "batch": 2.0}
+    assert bd["all"]["batch"] == round((0.002 * 2 + 0.0005 * 198) / 200 * 1e3, 2)
+    window.clear()
+    assert window.percentiles() == {"count": 0} and not window.parts
