@@ -55,6 +55,7 @@ class _Market:
     published_slot: int | None = None  # slot of the SNAPSHOT downstream holds (None after a RESET)
     epoch: int = 0  # RESETs published so far: part of SNAPSHOT ids so a re-sent slot is a new event
     id_prefix: str = field(init=False)  # "drift:<market>:book:S:": built once, not per snapshot
+    ticker: dict[str, str | None] | None = None  # the Ticker fields last published
 
     def __post_init__(self) -> None:
         self.id_prefix = f"drift:{self.spec.market}:book:S:"
@@ -199,6 +200,7 @@ class DriftFeed(Feed):
             bids = [(_units(lv["price"]), _units(lv["size"])) for lv in d["bids"]]
             asks = [(_units(lv["price"]), _units(lv["size"])) for lv in d["asks"]]
             await self._publish_snapshot(market, slot, exchange_ts, receive_ts, bids, asks, channel)
+            await self._publish_ticker(market, d, exchange_ts, receive_ts)
             return
         # hot path: convert + validate + encode in one pass over the wire's level dicts
         wbids, wasks = d["bids"], d["asks"]
@@ -212,6 +214,30 @@ class DriftFeed(Feed):
         counts[("events_out", channel)] += 1
         market.last_slot = slot
         market.published_slot = slot
+        await self._publish_ticker(market, d, exchange_ts, receive_ts)
+
+    async def _publish_ticker(self, market: _Market, d: dict[str, Any], exchange_ts: int, receive_ts: int) -> None:
+        """What the DLOB message says beside its levels, as a Ticker when any of it changed: best bid/ask and
+        their sizes (the first levels), `markPrice`, and the oracle price as the index price (`oracleData.price`,
+        else `oracle`). All are integer precision units on the wire; absent ones are null."""
+        exp = market.spec.base_exp
+        bids, asks = d["bids"], d["asks"]
+        oracle = d.get("oracleData")
+        oracle_price = oracle.get("price") if isinstance(oracle, dict) else None
+        fields = {
+            "best_bid": units_text(_units(bids[0]["price"]), PRICE_EXP) if bids else None,
+            "best_bid_size": units_text(_units(bids[0]["size"]), exp) if bids else None,
+            "best_ask": units_text(_units(asks[0]["price"]), PRICE_EXP) if asks else None,
+            "best_ask_size": units_text(_units(asks[0]["size"]), exp) if asks else None,
+            "mark_price": _price_or_none(d.get("markPrice")),
+            "index_price": _price_or_none(d.get("oracle") if oracle_price is None else oracle_price),
+        }
+        if fields == market.ticker:
+            return
+        assert self.emitter is not None
+        await self.emitter.ticker(market.spec.market, market.spec.name, exchange_ts=exchange_ts,
+                                  receive_ts=receive_ts, channel="ticker", **fields)
+        market.ticker = fields
 
     async def _publish_snapshot(self, market: _Market, slot: int, exchange_ts: int, receive_ts: int,
                                 bids: list[tuple[int, int]], asks: list[tuple[int, int]], channel: str) -> None:
@@ -294,3 +320,7 @@ class DriftFeed(Feed):
 
 def _units(value: Any) -> int:
     return value if type(value) is int else json_units(value)
+
+
+def _price_or_none(value: Any) -> str | None:
+    return None if value is None or value == "" else units_text(_units(value), PRICE_EXP)

@@ -20,6 +20,14 @@ class BookState:
     bids: list[Level]  # best first (descending price)
     asks: list[Level]  # best first (ascending price)
     ts_ms: int = 0
+    oracle: int = 0  # the oracle price (PRICE_PRECISION units): what the DLOB sends as oracle / oracleData.price
+
+    @property
+    def mark(self) -> int:
+        """markPrice as the DLOB publishes it for a two-sided book: the mid of the best bid and ask."""
+        best_bid = self.bids[0][0] if self.bids else 0
+        best_ask = self.asks[0][0] if self.asks else 0
+        return (best_bid + best_ask) // 2
 
 
 @dataclass
@@ -68,7 +76,9 @@ class MarketModel:
         tick = self.market.tick_size
         bids = [((self.mid - 1 - i) * tick, s) for i, s in enumerate(self.sizes_bid)]
         asks = [((self.mid + 1 + i) * tick, s) for i, s in enumerate(self.sizes_ask)]
-        return BookState(self.market, self.slot, bids, asks, ts_ms)
+        # the oracle wanders around the book's mid on its own (a function of the slot: no draw from rng)
+        oracle = self.mid * tick + ((self.slot % 7) - 3) * max(tick // 3, 1)
+        return BookState(self.market, self.slot, bids, asks, ts_ms, oracle)
 
     def next_fill(self, record_id: int, ts_s: int, tx_sig: str) -> FillTruth:
         m = self.market

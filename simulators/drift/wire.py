@@ -57,7 +57,8 @@ def _levels_text(levels: list[tuple[int, int]]) -> list[dict[str, object]]:
 def _book_fields(book: BookState) -> dict[str, object]:
     best_bid = book.bids[0][0] if book.bids else 0
     best_ask = book.asks[0][0] if book.asks else 0
-    mid = (best_bid + best_ask) // 2
+    mid = book.mark
+    oracle = book.oracle or mid
     return {
         "marketName": book.market.name,
         "marketType": book.market.market_type,
@@ -69,8 +70,8 @@ def _book_fields(book: BookState) -> dict[str, object]:
         "bestAskPrice": str(best_ask),
         "spreadPct": str((best_ask - best_bid) * 10**6 // max(mid, 1)),
         "spreadQuote": str(best_ask - best_bid),
-        "oracle": mid,
-        "oracleData": {"price": str(mid), "slot": str(book.slot - 2), "confidence": "12000",
+        "oracle": oracle,
+        "oracleData": {"price": str(oracle), "slot": str(book.slot - 2), "confidence": "12000",
                        "hasSufficientNumberOfDataPoints": True, "twap": str(mid), "twapConfidence": "50000"},
         "marketSlot": book.slot - 1,
     }

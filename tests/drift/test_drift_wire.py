@@ -13,7 +13,7 @@ from collections import Counter
 from decimal import Decimal
 
 from producers.drift.settings import DriftMarketSpec
-from schemas.topics import BOOK, TRADES, market_key
+from schemas.topics import BOOK, TICKER, TRADES, market_key
 from simulators.drift import DriftSimulator, price_text, units_to_text
 from tests.drift.conftest import spec_text, wait_until
 from tests.feedcore.book_replay import replay_book
@@ -37,7 +37,7 @@ async def test_scenario_book_equals_truth_no_trade_lost_or_duplicated(drift_sim:
                                                                       cluster, registry) -> None:
     sim = drift_sim
     feed = make_feed(sim)
-    start = await end_offsets(cluster.bootstrap, [BOOK, TRADES])
+    start = await end_offsets(cluster.bootstrap, [BOOK, TRADES, TICKER])
     task = asyncio.create_task(feed.run())
     malformed = stale = dup_fills = 0
     try:
@@ -102,6 +102,23 @@ async def test_scenario_book_equals_truth_no_trade_lost_or_duplicated(drift_sim:
         assert t["size"] == units_to_text(f.base_amount, f.market.base_precision_exp), t
         assert t["side"] == {"long": "BUY", "short": "SELL", None: "UNKNOWN"}[f.taker_direction]
         assert t["exchange_ts"] == f.ts_s * 1_000_000
+
+    # tickers: what the DLOB sends beside the levels (first levels, markPrice, oracle), published on change;
+    # the last one of each market is the final true book's
+    tickers = await read_events(cluster.bootstrap, registry, TICKER, start[TICKER.name], keys=keys)
+    for m in sim.markets:
+        market = DriftMarketSpec.parse(spec_text(m)).market
+        mine = [t for t in tickers if t["market"] == market]
+        assert mine, f"{market}: no ticker"
+        fields = ("best_bid", "best_bid_size", "best_ask", "best_ask_size", "mark_price", "index_price")
+        rows = [tuple(t[f] for f in fields) for t in mine]
+        assert all(a != b for a, b in zip(rows, rows[1:], strict=False)), "a ticker repeated an unchanged one"
+        book, exp = sim.books[m.name], m.base_precision_exp
+        assert rows[-1] == (price_text(book.bids[0][0]), units_to_text(book.bids[0][1], exp),
+                            price_text(book.asks[0][0]), units_to_text(book.asks[0][1], exp),
+                            price_text(book.mark), price_text(book.oracle)), market
+        assert all(t["last_price"] is None and t["funding_rate"] is None for t in mine)
+        assert any(t["index_price"] != t["mark_price"] for t in mine)  # the oracle is read, not the mid
 
     # metrics counted every fault
     assert feed.metrics.count("parse_errors") == malformed
