@@ -222,6 +222,10 @@ class KafkaPublisher:
             await self._idle.wait()
 
     # -- sender ------------------------------------------------------------------------------
+    async def partition_of(self, topic: str, key: bytes) -> int:
+        """The partition this publisher sends ``key`` to on ``topic`` (waits for metadata while Kafka is away)."""
+        return await self._partition(topic, key)
+
     async def _partition(self, topic: str, key: bytes) -> int:
         cached = self._partition_cache.get((topic, key))
         if cached is not None:

@@ -43,6 +43,7 @@ from producers.core.book import BookSynchronizer
 from producers.core.errors import InexactNumber, ReconnectRequested, TerminalFeedError
 from producers.core.feed import Feed
 from producers.core.numbers import loads_exact, now_micros, to_micros
+from producers.core.resume import newest_by_key
 from producers.rabbitx import protocol
 from producers.rabbitx.account import AccountTracker
 from producers.rabbitx.auth import TokenSource
@@ -50,6 +51,7 @@ from producers.rabbitx.normalize import merge_partial, ticker_fields
 from producers.rabbitx.settings import RabbitXSettings
 from producers.rabbitx.trade_history import HistoryWindow, trades_between
 from producers.rabbitx.trades import TradeTape
+from schemas.topics import TRADES, market_key
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,27 @@ class RabbitXFeed(Feed):
             self.tapes[m] = TradeTape(m, self.market(m), self.emitter, self.metrics, self._recover_trades,
                                       dedup_window=self.settings.trade_dedup_window,
                                       held_max=self.settings.trade_held_max)
+        await self._resume_tapes()
+
+    async def _resume_tapes(self) -> None:
+        """Each trade tape starts from its market's newest trade in Kafka (see producers.core.resume)."""
+        if not self.settings.trade_resume_scan_max or self.publisher is None or self.registry is None:
+            return
+        keys = {market_key(self.venue, self.market(m)): m for m in self.tapes}
+        try:
+            async with asyncio.timeout(60):
+                partitions = {k: await self.publisher.partition_of(TRADES.name, k) for k in keys}
+                newest = await newest_by_key(self.settings, self.registry, TRADES, partitions,
+                                             scan_max=self.settings.trade_resume_scan_max)
+        except Exception as exc:  # Kafka or the registry away at start: go on as a first start would, loudly
+            self.metrics.inc("resume_failed", "trade")
+            log.warning("rabbitx: could not read the newest trades back from Kafka (%s: %s): trades made while "
+                        "the producer was away can be neither recovered nor marked", type(exc).__name__, exc)
+            return
+        for key, event in newest.items():
+            tape = self.tapes[keys[key]]
+            if tape.resume(event):
+                log.info("rabbitx: %s resumes after %s (newest in Kafka)", tape.market, tape.last_id)
 
     async def on_stop(self) -> None:
         self._cancel_refresh()

@@ -72,6 +72,22 @@ class TradeTape:
         self._held: deque[tuple[dict[str, Any], int]] = deque()  # (trade, receive_ts) behind a hole
         self._filler: asyncio.Task[None] | None = None
 
+    def resume(self, event: dict[str, Any]) -> bool:
+        """Start from the newest event this market has in Kafka (a trade or a gap marker, read back at start-up
+        by ``producers.core.resume``): trades up to it are duplicates, a hole after it is recovered or marked.
+        False (nothing changed) for an id that is not ``<market>-<n>``."""
+        gap = event.get("gap")
+        last_id = str(gap["before_id"]) if gap else str(event["trade_id"])
+        parsed = trade_number(last_id)
+        if parsed is None:
+            return False
+        self.prefix, n = parsed
+        # a marker's before_id is the trade that revealed the hole: published right after the marker
+        self.last = n - 1 if gap else n
+        self.last_id = self._id(self.last)
+        self.last_ts = int(event["exchange_ts"]) if not gap else int(gap["to_ts"])
+        return True
+
     @property
     def filling(self) -> bool:
         return self._filler is not None

@@ -230,3 +230,47 @@ async def test_a_slow_recovery_after_a_reconnect_is_not_cut_short_by_subscribe_t
         key = market_key("rabbitx", feed.market(market_id))
         events = await read_events(cluster.bootstrap, registry, TRADES, start[TRADES.name], keys={key})
         assert [e["trade_id"] for e in events] == [t["id"] for t in truth.trades]
+
+
+async def run_until_caught_up(feed: RabbitXFeed, sim: RabbitXSimulator, what: str) -> None:
+    task = asyncio.create_task(feed.run())
+    try:
+        await sim.wait_subscribed(*feed.channels)
+        sim.generate(300)
+        await sim.drain()
+        await wait_until(lambda: caught_up(feed, sim), 60, what)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)  # run() flushes the publisher
+
+
+@pytest.mark.sim(recent_trades=50, rest_trade_history=100_000, weights={"book": 0.2, "trade": 0.7, "market": 0.1})
+async def test_a_restarted_producer_resumes_from_its_newest_trade_in_kafka(
+        cluster: Any, registry: ContractRegistry, sim: RabbitXSimulator, make_feed: FeedFactory) -> None:
+    """A producer stopped and started again (a deploy, a crash): the new process reads each market's newest
+    trade back from Kafka, so the trades made while no producer ran are recovered over REST and the ones the
+    subscribe reply repeats are not published a second time."""
+    start = await end_offsets(cluster.bootstrap, [TRADES])
+    first = make_feed(account_id=None)
+    await run_until_caught_up(first, sim, "the first producer's trades")
+    published_first = {m: first.tapes[m].last for m in sim.markets}
+    sim.generate(2000)  # while no producer runs: far more than a subscribe reply (50 trades) holds
+    second = make_feed(account_id=None)
+    await run_until_caught_up(second, sim, "the second producer's trades")
+
+    third = make_feed(account_id=None)  # restarted at once: its subscribe reply holds only published trades
+    await run_until_caught_up(third, sim, "the third producer's trades")
+
+    m = second.metrics
+    print(f"\nfirst run ended at {published_first}; second run: recovered={m.count('recovered')} "
+          f"duplicates={m.count('duplicates')} holes={m.count('trade_holes')} markers={m.count('gap_markers')}; "
+          f"third run: duplicates={third.metrics.count('duplicates')} holes={third.metrics.count('trade_holes')}")
+    assert m.count("resume_failed") == 0
+    assert m.count("trade_holes") == len(sim.markets), "one hole per market: from the newest trade in Kafka on"
+    assert m.count("recovered") > 0 and m.count("gap_markers") == 0
+    assert third.metrics.count("trade_holes") == 0 and third.metrics.count("recovered") == 0
+    assert third.metrics.count("duplicates") >= 50, "the subscribe reply repeated trades already in Kafka"
+    for market_id, truth in sim.markets.items():
+        key = market_key("rabbitx", third.market(market_id))
+        events = await read_events(cluster.bootstrap, registry, TRADES, start[TRADES.name], keys={key})
+        assert [e["trade_id"] for e in events] == [t["id"] for t in truth.trades]  # once each, in venue order
