@@ -90,6 +90,7 @@ class CcxtFeed(BookChannel, MarketDataChannels, AccountChannels, Feed):
         await self.start_outputs()
         try:
             await self._load_markets()
+            await self._resume_trades(self.markets)
             self.connected = True
             self._tasks = [asyncio.create_task(self._supervise(name, body), name=f"ccxt-{name}")
                            for name, body in self._bodies()]

@@ -12,6 +12,8 @@ from producers.ccxt.settings import CcxtSettings
 from producers.core.backoff import Backoff
 from producers.core.emitter import EventEmitter
 from producers.core.metrics import FeedMetrics
+from producers.publisher import KafkaPublisher
+from schemas.registry import ContractRegistry
 
 Body = Callable[[Backoff], Awaitable[None]]  # one supervised watch loop
 
@@ -73,6 +75,8 @@ class ChannelHost:
     settings: CcxtSettings
     exchange: Any
     metrics: FeedMetrics
+    publisher: KafkaPublisher | None
+    registry: ContractRegistry | None
     resets: dict[str, int]
     _checksum_failed: set[str]
 

@@ -14,6 +14,8 @@ from producers.ccxt.host import Body, ChannelHost, WatchedMarket, watch_and_drai
 from producers.ccxt.trade_recovery import TradeHistory, int_id, trade_history
 from producers.core.backoff import Backoff
 from producers.core.numbers import now_micros
+from producers.core.resume import covered_through, newest_trades
+from schemas.topics import market_key
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,28 @@ class MarketDataChannels(ChannelHost):
             return False
         return True
 
+    async def _resume_trades(self, markets: list[WatchedMarket]) -> None:
+        """Consecutive-id venues: each market's trades start from its newest trade in Kafka (a restart is a
+        reconnect: the first connection catches up over REST from there, see ``_trades_body``)."""
+        s = self.settings
+        if (not s.trade_resume_scan_max or "trades" not in s.channels or not s.trade_recovery
+                or self._trade_history() is None or self.publisher is None or self.registry is None):
+            return
+        keys = {market_key(self.venue, m.market): m for m in markets}
+        try:
+            newest = await newest_trades(s, self.registry, self.publisher, list(keys), scan_max=s.trade_resume_scan_max)
+        except Exception as exc:  # Kafka or the registry away at start: go on as a first start would, loudly
+            self.metrics.inc("resume_failed", "trades")
+            log.warning("%s: could not read the newest trades back from Kafka (%s: %s): trades made while the "
+                        "producer was away can be neither recovered nor marked", self.venue, type(exc).__name__, exc)
+            return
+        for key, event in newest.items():
+            point = covered_through(event, _int_or_none)
+            if point is not None:
+                m = keys[key]
+                m.last_trade_id, m.last_trade_ts = point
+                log.info("%s %s: trades resume after id %d (newest in Kafka)", self.venue, m.market, point[0])
+
     def _trade_history(self) -> TradeHistory | None:
         return trade_history(self.exchange, self.settings.trade_recovery_max_pages)
 
@@ -219,3 +243,7 @@ class MarketDataChannels(ChannelHost):
         except (ValueError, TypeError, IndexError) as exc:
             self._malformed("ohlcv", row, exc)
 
+
+
+def _int_or_none(text: str) -> int | None:
+    return int(text) if text.isdigit() else None

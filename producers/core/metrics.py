@@ -20,6 +20,7 @@ in the default Prometheus registry turns the counts of every live ``FeedMetrics`
 ``marketpipe_feed_gap_markers_total``           gap markers published in trades/account topics
 ``marketpipe_feed_missing_events_total``        events known missing (the markers' counts)
 ``marketpipe_feed_recovered_events_total``      events missed live and recovered (REST replay)
+``marketpipe_feed_resume_failed_total``         start-ups that could not read the newest trades back from Kafka
 ``marketpipe_feed_last_message_age_seconds``    age of the last message per channel (gauge)
 ``marketpipe_feed_connected``                   1 while connected and subscribed (gauge)
 =============================================  ===========================================================
@@ -50,6 +51,8 @@ SERIES: dict[str, tuple[str, str]] = {  # count name -> (metric name without _to
     "gap_markers": ("marketpipe_feed_gap_markers", "Gap markers published (events may be missing)"),
     "missing_events": ("marketpipe_feed_missing_events", "Events known missing (covered by gap markers)"),
     "recovered": ("marketpipe_feed_recovered_events", "Events missed live and recovered from the venue (REST)"),
+    "resume_failed": ("marketpipe_feed_resume_failed", "Start-ups that could not read the newest trades back "
+                      "from Kafka (what happened while no producer ran can be neither recovered nor marked)"),
 }
 _LIVE: weakref.WeakSet[FeedMetrics] = weakref.WeakSet()
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from marketpipe.settings import KafkaClientSettings
+from producers.publisher import KafkaPublisher
 from schemas.registry import ContractRegistry
-from schemas.topics import TopicSpec
+from schemas.topics import TRADES, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +72,24 @@ async def _scan(consumer: AIOKafkaConsumer, registry: ContractRegistry, topic: T
                 wanted.discard(key)
             hi = lo
     return found
+
+
+async def newest_trades(settings: KafkaClientSettings, registry: ContractRegistry, publisher: KafkaPublisher,
+                        keys: list[bytes], *, scan_max: int, timeout: float = 60.0) -> dict[bytes, dict[str, Any]]:
+    """The newest trade (or gap marker) of each market key on the trades topic, from the partitions the
+    publisher sends those keys to. Raises when Kafka or the registry cannot answer within ``timeout``."""
+    async with asyncio.timeout(timeout):
+        partitions = {k: await publisher.partition_of(TRADES.name, k) for k in keys}
+        return await newest_by_key(settings, registry, TRADES, partitions, scan_max=scan_max, timeout=timeout)
+
+
+def covered_through(event: dict[str, Any], number: Callable[[str], int | None]) -> tuple[int, int] | None:
+    """(the highest trade number the event accounts for, its exchange time in micros) of a trade read back by
+    ``newest_trades``: a trade its own number; a gap marker the number before its ``before_id`` (the trade
+    that revealed the hole, published right after the marker, maybe not yet). None when ``number`` cannot
+    read the id."""
+    gap = event.get("gap")
+    n = number(str(gap["before_id"] if gap else event["trade_id"]))
+    if n is None:
+        return None
+    return (n - 1, int(gap["to_ts"])) if gap else (n, int(event["exchange_ts"]))

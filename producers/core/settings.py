@@ -6,7 +6,7 @@ a JSON list or comma-separated text (``MARKETPIPE_MARKETS=BTC-USD,ETH-USD``).
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from marketpipe.settings import EnvList, PublisherSettings
 
@@ -31,6 +31,10 @@ class FeedSettings(PublisherSettings):
     watchdog_seconds: float = 30.0  # no message (data or heartbeat) for this long -> reconnect
     connect_timeout: float = 10.0
     subscribe_timeout: float = 10.0
+    # venues with consecutive trade ids: at start-up each market's trades resume from its newest trade in
+    # Kafka (read back from the tail of its partition, at most this many records, producers/core/resume.py),
+    # so what happened while no producer ran is recovered or marked and repeats are not published twice; 0 = off
+    trade_resume_scan_max: int = Field(100_000, ge=0)
     ws_ping_interval: float | None = 20.0  # WebSocket-level pings by the client; None = off
     ws_max_size: int = 16 * 1024 * 1024
     ws_max_queue: int = 256  # frames websockets buffers before it stops reading the socket

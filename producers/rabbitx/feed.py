@@ -43,7 +43,7 @@ from producers.core.book import BookSynchronizer
 from producers.core.errors import InexactNumber, ReconnectRequested, TerminalFeedError
 from producers.core.feed import Feed
 from producers.core.numbers import loads_exact, now_micros, to_micros
-from producers.core.resume import newest_by_key
+from producers.core.resume import newest_trades
 from producers.rabbitx import protocol
 from producers.rabbitx.account import AccountTracker
 from producers.rabbitx.auth import TokenSource
@@ -51,7 +51,7 @@ from producers.rabbitx.normalize import merge_partial, ticker_fields
 from producers.rabbitx.settings import RabbitXSettings
 from producers.rabbitx.trade_history import HistoryWindow, trades_between
 from producers.rabbitx.trades import TradeTape
-from schemas.topics import TRADES, market_key
+from schemas.topics import market_key
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,8 @@ class RabbitXFeed(Feed):
             return
         keys = {market_key(self.venue, self.market(m)): m for m in self.tapes}
         try:
-            async with asyncio.timeout(60):
-                partitions = {k: await self.publisher.partition_of(TRADES.name, k) for k in keys}
-                newest = await newest_by_key(self.settings, self.registry, TRADES, partitions,
-                                             scan_max=self.settings.trade_resume_scan_max)
+            newest = await newest_trades(self.settings, self.registry, self.publisher, list(keys),
+                                         scan_max=self.settings.trade_resume_scan_max)
         except Exception as exc:  # Kafka or the registry away at start: go on as a first start would, loudly
             self.metrics.inc("resume_failed", "trade")
             log.warning("rabbitx: could not read the newest trades back from Kafka (%s: %s): trades made while "

@@ -26,10 +26,6 @@ class RabbitXSettings(FeedSettings):
     trade_history_path: str = "/markets/trades"  # REST trade history (the docs page also says /trades)
     trade_recovery_page_limit: int = Field(1000, gt=0, le=1000)  # p_limit per page (the venue's max: 1000)
     trade_held_max: int = Field(100_000, gt=0)  # trades held per market behind a hole before the reader waits
-    # at start-up, each market's trade tape starts from its newest trade in Kafka (read back from the tail of
-    # its partition, at most this many records): no duplicates of what a subscribe reply repeats, and the
-    # trades made while the producer was away are recovered over REST or marked; 0 = off
-    trade_resume_scan_max: int = Field(100_000, ge=0)
     trade_fill_stop_timeout: float = 10.0  # on shutdown, seconds a running hole fill may still take
     trade_recovery_max_pages: int = Field(50, gt=0)  # pages walked back per hole (10 of 1200 REST tokens/min each)
     watchdog_seconds: float = 35.0  # server pings every 25 s

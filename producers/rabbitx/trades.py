@@ -44,6 +44,7 @@ from producers.core.emitter import EventEmitter
 from producers.core.errors import InexactNumber
 from producers.core.metrics import FeedMetrics
 from producers.core.numbers import decimal_text, to_micros
+from producers.core.resume import covered_through
 from producers.rabbitx.normalize import trade_side
 from producers.rabbitx.trade_history import HistoryWindow, trade_number
 
@@ -77,15 +78,13 @@ class TradeTape:
         by ``producers.core.resume``): trades up to it are duplicates, a hole after it is recovered or marked.
         False (nothing changed) for an id that is not ``<market>-<n>``."""
         gap = event.get("gap")
-        last_id = str(gap["before_id"]) if gap else str(event["trade_id"])
-        parsed = trade_number(last_id)
-        if parsed is None:
+        parsed = trade_number(str(gap["before_id"] if gap else event["trade_id"]))
+        point = covered_through(event, lambda text: n[1] if (n := trade_number(text)) else None)
+        if parsed is None or point is None:
             return False
-        self.prefix, n = parsed
-        # a marker's before_id is the trade that revealed the hole: published right after the marker
-        self.last = n - 1 if gap else n
+        self.prefix = parsed[0]
+        self.last, self.last_ts = point
         self.last_id = self._id(self.last)
-        self.last_ts = int(event["exchange_ts"]) if not gap else int(gap["to_ts"])
         return True
 
     @property

@@ -113,6 +113,39 @@ async def test_binance_dropped_trades_and_disconnect_recovered_over_rest(cluster
         await sim.stop()
 
 
+async def test_binance_restarted_producer_recovers_what_happened_while_it_was_down(cluster, registry, registry_url,
+                                                                                   unique):
+    """A second producer process (a deploy, a crash) reads the newest trade back from Kafka and catches up over
+    REST from there: the trades made while no producer ran are in Kafka, once, in order."""
+    model = MarketModel("BTCUSDT", "BTC", "USDT", seed=23)
+    sim = BinanceSimulator([model])
+    await sim.start()
+    settings = binance_settings(cluster, registry_url, sim, f"binres-{unique}", channels=["trades"],
+                                trade_recovery_retry_delay=0.05)
+    try:
+        async with FeedRun(settings, registry) as first:
+            await wait_for(lambda: sim.subscribers("btcusdt@aggTrade"), 20, "subscribed")
+            await binance_steps(sim, 30)
+            sent = len(sim.agg_trades["BTCUSDT"])
+            assert len(await trades_in_kafka(first, "BTC-USDT", sent, 60)) == sent
+        await wait_for(lambda: not sim.subscribers("btcusdt@aggTrade"), 20, "the first producer gone")
+        await binance_steps(sim, 40)  # nobody subscribed: only REST can return these
+        down = len(sim.agg_trades["BTCUSDT"]) - sent
+        assert down > 0
+        async with FeedRun(settings, registry) as second:
+            second.start = first.start  # read the topic from before the first run
+            await wait_for(lambda: sim.subscribers("btcusdt@aggTrade"), 20, "subscribed again")
+            await binance_steps(sim, 20)
+            truth = [str(a.agg_id) for a in sim.agg_trades["BTCUSDT"]]
+            trades = await trades_in_kafka(second, "BTC-USDT", len(truth), 60)
+            assert [t["trade_id"] for t in trades] == truth  # once each, in order, none lost to the restart
+            assert second.feed.metrics.count("recovered", "trades") >= down
+            assert second.feed.metrics.count("gap_markers") == 0
+            assert second.feed.metrics.count("resume_failed") == 0
+    finally:
+        await sim.stop()
+
+
 async def test_binance_unrecoverable_hole_gets_a_gap_marker_covering_exactly_it(cluster, registry, registry_url,
                                                                                  unique):
     model = MarketModel("BTCUSDT", "BTC", "USDT", seed=22)
