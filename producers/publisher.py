@@ -55,6 +55,10 @@ RENEWALS = Counter("marketpipe_publisher_producer_renewals_total",
                    "New idempotent producers started after Kafka refused a batch for good")
 BUFFER_DEPTH = Gauge("marketpipe_publisher_buffer_events",
                      "Events buffered or in flight, not yet acknowledged (read when scraped)")
+ABANDONED = Counter("marketpipe_publisher_events_abandoned_total",
+                    "Events still unacknowledged by Kafka when the publisher stopped (a stop timeout while Kafka "
+                    "was unreachable): lost to this process; venues with consecutive trade ids recover their "
+                    "trades at the next start (producers/core/resume.py)", ["topic"])
 LAST_ERROR = Gauge("marketpipe_publisher_last_error_timestamp_seconds", "When the last send error happened")
 
 Item = tuple[str, bytes, bytes, float | None]  # topic, key, value, enqueue time (for latency probes)
@@ -111,11 +115,13 @@ class KafkaPublisher:
         self._partitions: dict[str, list[int]] = {}
         self._queued_counters: dict[str, Any] = {}
         self._in_flight = 0
+        self._in_flight_items: list[Item] = []
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
         self.on_ack = on_ack
         self.acked = 0
+        self.abandoned = 0  # events still unacknowledged when stop() gave up
         self.retries = 0
         self.renewals = 0
         self.last_error: str | None = None
@@ -180,15 +186,18 @@ class KafkaPublisher:
             await asyncio.wait_for(self.flush(), timeout)
         finally:
             if self.buffered():
-                log.error("publisher stopping with %d events not acknowledged by Kafka (%s)",
-                          self.buffered(), self.last_error)
+                self.abandoned = self.buffered()
+                for topic, n in self._unacked_by_topic().items():
+                    ABANDONED.labels(topic).inc(n)
+                log.error("publisher stopping with %d events not acknowledged by Kafka (%s): counted in "
+                          "marketpipe_publisher_events_abandoned_total", self.abandoned, self.last_error)
             _LIVE.discard(self)
             if self._sender is not None:
                 self._sender.cancel()
                 await asyncio.gather(self._sender, return_exceptions=True)
             if self._producer is not None:
                 try:  # aiokafka's stop() waits for its batches, which never expire: bound it
-                    await asyncio.wait_for(self._producer.stop(), 10 if self.buffered() else None)
+                    await asyncio.wait_for(self._producer.stop(), 10 if self.abandoned else None)
                 except TimeoutError:
                     log.error("kafka producer did not stop within 10 s (broker unreachable)")
 
@@ -212,6 +221,16 @@ class KafkaPublisher:
         if counter is None:  # labels() costs ~6 % of a producer's CPU at full rate: look it up once
             counter = self._queued_counters[name] = EVENTS_QUEUED.labels(name)
         counter.inc()
+
+    def _unacked_by_topic(self) -> dict[str, int]:
+        """Stopping with events Kafka has not acknowledged: how many per topic (takes them out of the buffer;
+        in-flight ones count whole: during an outage, the only time this happens, none of them is acked)."""
+        out: dict[str, int] = defaultdict(int)
+        for item in self._in_flight_items:
+            out[item[0]] += 1
+        while not self._queue.empty():
+            out[self._queue.get_nowait()[0]] += 1
+        return out
 
     def buffered(self) -> int:
         return self._queue.qsize() + self._in_flight
@@ -255,6 +274,7 @@ class KafkaPublisher:
                 except asyncio.QueueEmpty:
                     break
             self._in_flight = len(items)
+            self._in_flight_items = items
             groups: dict[tuple[str, int], list[Item]] = defaultdict(list)
             cache = self._partition_cache
             for item in items:
@@ -264,6 +284,7 @@ class KafkaPublisher:
                 groups[(item[0], partition)].append(item)
             await self._deliver(groups)
             self._in_flight = 0
+            self._in_flight_items = []
             if self.on_ack is not None:
                 self.on_ack(items)
             if self._queue.empty():

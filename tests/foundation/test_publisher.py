@@ -255,3 +255,32 @@ async def test_outage_metrics_are_live_on_the_metrics_endpoint(own_broker: Local
     assert publisher.acked == published
     records = await consume_all(own_broker.bootstrap, spec.name, published, timeout=120)
     assert len(records) == published
+
+
+async def test_a_stop_that_times_out_counts_what_kafka_never_acknowledged(own_broker: LocalKafka) -> None:
+    """Stopping while Kafka is unreachable: stop() gives up after its timeout, and every event Kafka never
+    acknowledged is counted (marketpipe_publisher_events_abandoned_total, per topic), not just logged."""
+    spec = TopicSpec("test.publisher.abandoned", "trade", 2, KeyKind.MARKET)
+    ensure_topics(own_broker.bootstrap, (spec,))
+    publisher = KafkaPublisher(PublisherSettings(kafka_bootstrap=own_broker.bootstrap, publisher_buffer=100,
+                                                 publisher_max_in_flight=10, publisher_request_timeout_ms=2_000))
+    await publisher.start()
+
+    def abandoned() -> float:
+        return REGISTRY.get_sample_value("marketpipe_publisher_events_abandoned_total", {"topic": spec.name}) or 0.0
+
+    before = abandoned()
+    try:
+        for i in range(20):
+            await publisher.publish(spec, f"venue:M{i % 3}".encode(), f"M{i % 3}:{i}".encode())
+        await publisher.flush()
+        assert publisher.acked == 20
+        await asyncio.to_thread(own_broker.stop)
+        for i in range(20, 65):  # 45 events Kafka will never see from this process
+            await publisher.publish(spec, f"venue:M{i % 3}".encode(), f"M{i % 3}:{i}".encode())
+        with pytest.raises(TimeoutError):
+            await publisher.stop(timeout=2)
+        assert publisher.abandoned == 45 and publisher.acked == 20
+        assert abandoned() - before == 45
+    finally:
+        await asyncio.to_thread(own_broker.start, 240)  # later tests of this module find their broker
