@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from producers.ccxt import mapping
-from producers.ccxt.host import Body, ChannelHost, TapQueue, watch_and_drain
+from producers.ccxt.host import Body, ChannelHost, TapOverflow, TapQueue, watch_and_drain
 from producers.ccxt.symbols import normalize_market
 from producers.core.backoff import Backoff
 from producers.core.numbers import now_micros, stable_id
 
+log = logging.getLogger(__name__)
 
 class AccountChannels(ChannelHost):
     order_queue: TapQueue
@@ -54,6 +56,9 @@ class AccountChannels(ChannelHost):
             queue = self.order_queue.items
             while queue:
                 o = queue.popleft()
+                if isinstance(o, TapOverflow):
+                    await self._after_account_overflow("ORDER", "orders", o, receive_ts)
+                    continue
                 try:
                     payload = mapping.order_payload(o)
                     if last.get(payload["order_id"]) == payload:
@@ -77,6 +82,18 @@ class AccountChannels(ChannelHost):
 
         return body
 
+    async def _after_account_overflow(self, kind: str, channel: str, lost: TapOverflow, receive_ts: int) -> None:
+        """The tap refused ``lost.count`` orders or fills here (its queue was full while publishing blocked):
+        an account gap marker stands in their place (ccxt offers no replay of private events)."""
+        self.metrics.inc("tap_overflows", channel, lost.count)
+        log.warning("%s: %d %s refused by a full tap queue (publishing blocked; limit %s): gap marker", self.venue,
+                    lost.count, channel, self.order_queue.limit)
+        to_ts = mapping.ms_to_micros(lost.last_ms, receive_ts)
+        await self._emitter().account_gap(self.settings.account(), kind=kind, reason="tap-overflow",
+                                          from_ts=min(mapping.ms_to_micros(lost.first_ms, receive_ts), to_ts),
+                                          to_ts=to_ts, receive_ts=receive_ts, after_id=None,
+                                          before_id=None, missing_count=lost.count, channel=channel)
+
     def _fills_body(self) -> Body:
         """Every fill ccxt parses (the tap's queue, not ccxt's ``tradesLimit`` ring), once."""
         seen: set[str] = set()
@@ -86,6 +103,9 @@ class AccountChannels(ChannelHost):
             queue = self.fill_queue.items
             while queue:
                 t = queue.popleft()
+                if isinstance(t, TapOverflow):
+                    await self._after_account_overflow("FILL", "fills", t, receive_ts)
+                    continue
                 try:
                     payload = mapping.fill_payload(t)
                     if payload["fill_id"] in seen:

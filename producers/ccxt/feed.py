@@ -75,7 +75,8 @@ class CcxtFeed(BookChannel, MarketDataChannels, AccountChannels, Feed):
                                                    on_malformed=self._malformed_message)
         self.markets: list[WatchedMarket] = []
         self._by_symbol: dict[str, WatchedMarket] = {}
-        self.order_queue, self.fill_queue = TapQueue(), TapQueue()
+        self.order_queue = TapQueue(limit=settings.tap_queue_max)
+        self.fill_queue = TapQueue(limit=settings.tap_queue_max)
         private = settings.effective_private_channels()
         install_item_taps(self.exchange, on_trade=self._tapped_trade if "trades" in settings.channels else None,
                           on_my_trade=self.fill_queue.put if "fills" in private else None,
@@ -124,7 +125,8 @@ class CcxtFeed(BookChannel, MarketDataChannels, AccountChannels, Feed):
                 await asyncio.sleep(delay)
         for symbol in resolve_symbols(markets, s.markets):
             m = markets[symbol]
-            watched = WatchedMarket(symbol, normalize_market(m), str(m["id"]))
+            watched = WatchedMarket(symbol, normalize_market(m), str(m["id"]),
+                                    trades=TapQueue(limit=s.tap_queue_max))
             self.markets.append(watched)
             self._by_symbol[symbol] = watched
 

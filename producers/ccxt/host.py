@@ -19,14 +19,49 @@ Body = Callable[[Backoff], Awaitable[None]]  # one supervised watch loop
 
 
 @dataclass
-class TapQueue:
-    """Items a ccxt tap handed over (``fence.install_item_taps``), in parse order, until published."""
+class TapOverflow:
+    """Stands in a full TapQueue for the items it had to refuse, in their place: how many, and the venue
+    times (ms) and ids of the first and last."""
 
-    items: deque[dict[str, Any]] = field(default_factory=deque)
+    count: int = 0
+    first_ms: int | None = None
+    last_ms: int | None = None
+    first_id: str | None = None
+    last_id: str | None = None
+
+    def add(self, item: dict[str, Any]) -> None:
+        ts, tid = item.get("timestamp"), item.get("id")
+        if self.count == 0:
+            self.first_ms, self.first_id = ts if isinstance(ts, int) else None, None if tid is None else str(tid)
+        self.count += 1
+        self.last_ms, self.last_id = ts if isinstance(ts, int) else self.last_ms, None if tid is None else str(tid)
+
+
+@dataclass
+class TapQueue:
+    """Items a ccxt tap handed over (``fence.install_item_taps``), in parse order, until published.
+
+    The tap runs inside ccxt's socket reader, which cannot be made to wait: while publishing blocks (Kafka
+    away) the queue grows. With a ``limit`` it stops growing there: an item that finds it full is refused,
+    and a ``TapOverflow`` in its place counts it (and every refused item after it, until there is room
+    again), so the drain knows exactly where items are missing and recovers or marks them."""
+
+    items: deque[dict[str, Any] | TapOverflow] = field(default_factory=deque)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    limit: int | None = None
+    refused: int = 0
 
     def put(self, item: dict[str, Any]) -> None:
-        self.items.append(item)
+        items = self.items
+        if self.limit is not None and len(items) >= self.limit:
+            last = items[-1] if items else None
+            if not isinstance(last, TapOverflow):
+                last = TapOverflow()
+                items.append(last)
+            last.add(item)
+            self.refused += 1
+        else:
+            items.append(item)
         self.arrived.set()
 
 

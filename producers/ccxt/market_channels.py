@@ -10,7 +10,7 @@ from prometheus_client import Gauge
 
 from producers.ccxt import mapping
 from producers.ccxt.exact import exact_text
-from producers.ccxt.host import Body, ChannelHost, WatchedMarket, watch_and_drain
+from producers.ccxt.host import Body, ChannelHost, TapOverflow, WatchedMarket, watch_and_drain
 from producers.ccxt.trade_recovery import TradeHistory, int_id, trade_history
 from producers.core.backoff import Backoff
 from producers.core.numbers import now_micros
@@ -53,6 +53,9 @@ class MarketDataChannels(ChannelHost):
         receive_ts = now_micros()
         while queue:
             t = queue.popleft()
+            if isinstance(t, TapOverflow):
+                await self._after_trades_overflow(m, t, history, receive_ts)
+                continue
             if history is None:
                 await self._publish_unnumbered(m, t, receive_ts)
                 continue
@@ -67,6 +70,22 @@ class MarketDataChannels(ChannelHost):
             if last is not None and tid > last + 1:
                 await self._recover_trades(m, history, last, tid, t, "id_gap")
             await self._publish_numbered(m, t, tid, receive_ts)
+
+    async def _after_trades_overflow(self, m: WatchedMarket, lost: TapOverflow, history: TradeHistory | None,
+                                     receive_ts: int) -> None:
+        """The tap refused ``lost.count`` trades here (its queue was full while publishing blocked): catch up
+        over REST where ids are consecutive (the wire trades after this are then duplicates), else say so with
+        a gap marker in their place."""
+        self.metrics.inc("tap_overflows", "trades", lost.count)
+        log.warning("%s %s: %d trades refused by a full tap queue (publishing blocked; limit %s): %s", self.venue,
+                    m.market, lost.count, m.trades.limit, "recovering over REST" if history else "gap marker")
+        if history is not None and m.last_trade_id is not None:
+            await self._recover_trades(m, history, m.last_trade_id, None, None, "tap_overflow")
+            return
+        to_ts = mapping.ms_to_micros(lost.last_ms, receive_ts)
+        await self._emitter().trade_gap(m.market, m.venue_symbol, reason="tap-overflow",
+                                        from_ts=min(mapping.ms_to_micros(lost.first_ms, receive_ts), to_ts),
+                                        to_ts=to_ts, receive_ts=receive_ts, missing_count=lost.count)
 
     async def _recover_trades(self, m: WatchedMarket, history: TradeHistory, after: int, before: int | None,
                               next_trade: dict[str, Any] | None, reason: str) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from marketpipe.settings import EnvList
 from producers.core.settings import FeedSettings
@@ -42,6 +42,9 @@ class CcxtSettings(FeedSettings):
     ccxt_config: dict[str, Any] = {}  # extra constructor config (timeout, enableRateLimit...)
     verify_checksums: bool = True  # venue checksums ccxt skips (OKX), see producers/ccxt/checksums.py
     trade_dedup_window: int = 10_000  # recent trade ids remembered per market (venues without consecutive ids)
+    # items a ccxt tap may hold per queue (trades per market, orders, fills) while publishing blocks (Kafka
+    # away): beyond it, items are refused and recovered over REST (consecutive trade ids) or gap-marked
+    tap_queue_max: int = Field(200_000, gt=0)
     trade_recovery: bool = True  # fill holes in consecutive trade ids over REST (binance aggTrades, okx)
     trade_recovery_attempts: int = 3  # REST attempts per hole before it is marked with a gap marker
     trade_recovery_retry_delay: float = 0.5  # seconds, doubled per attempt

@@ -146,6 +146,56 @@ async def test_binance_restarted_producer_recovers_what_happened_while_it_was_do
         await sim.stop()
 
 
+@pytest.mark.parametrize("recovery", [True, False], ids=["rest", "markers"])
+async def test_a_full_tap_queue_refuses_trades_then_recovers_or_marks_them(cluster, registry, registry_url, unique,
+                                                                           recovery):
+    """Publishing slower than ccxt parses (a one-event publisher buffer), a burst, and a tap queue of 30:
+    the queue never holds more than 30 trades (+1 overflow record); the trades it refused are recovered over
+    REST (consecutive ids) or, with recovery off, covered by gap markers that count exactly them."""
+    model = MarketModel("BTCUSDT", "BTC", "USDT", seed=24)
+    sim = BinanceSimulator([model])
+    await sim.start()
+    settings = binance_settings(cluster, registry_url, sim, f"bintap-{unique}", channels=["trades"],
+                                tap_queue_max=30, publisher_buffer=1, publisher_max_in_flight=1,
+                                trade_recovery=recovery, trade_recovery_retry_delay=0.05)
+    try:
+        async with FeedRun(settings, registry) as run:
+            # with recovery ccxt watches aggTrade (consecutive ids, REST by id), without it the raw trade stream
+            stream = "btcusdt@aggTrade" if recovery else "btcusdt@trade"
+            await wait_for(lambda: sim.subscribers(stream), 20, "subscribed")
+            await sim.burst(3_000, trade_probability=1.0)
+            truth = [str(a.agg_id) if recovery else str(a.trade.trade_id) for a in sim.agg_trades["BTCUSDT"]]
+            queue = run.feed.markets[0].trades
+            await wait_for(lambda: queue.refused > 0, 60, "the tap queue to fill and refuse trades")
+            await wait_for(lambda: run.feed.metrics.count("tap_overflows") == queue.refused, 120,
+                           "every refused trade to be seen by the drain")
+            refused = queue.refused
+            if recovery:
+                trades = await trades_in_kafka(run, "BTC-USDT", len(truth), 120)
+                assert [t["trade_id"] for t in trades] == truth  # every trade once, in order
+                assert run.feed.metrics.count("recovered", "trades") >= refused
+                assert run.feed.metrics.count("gap_markers") == 0
+            else:
+                async def settled() -> list[dict]:
+                    while True:
+                        events = await run.events(TRADES, "BTC-USDT")
+                        real = [e for e in events if e["gap"] is None]
+                        missing = sum(e["gap"]["missing_count"] for e in events if e["gap"] is not None)
+                        if len(real) + missing >= len(truth):
+                            return events
+                        await asyncio.sleep(0.5)
+                events = await asyncio.wait_for(settled(), 120)
+                real = [e["trade_id"] for e in events if e["gap"] is None]
+                markers = [e["gap"] for e in events if e["gap"] is not None]
+                assert markers and all(g["reason"] == "tap-overflow" for g in markers)
+                assert sum(g["missing_count"] for g in markers) == refused
+                assert len(real) + refused == len(truth) and len(set(real)) == len(real)
+                it = iter(truth)
+                assert all(tid in it for tid in real), "published trades keep the venue's order"
+    finally:
+        await sim.stop()
+
+
 async def test_binance_unrecoverable_hole_gets_a_gap_marker_covering_exactly_it(cluster, registry, registry_url,
                                                                                  unique):
     model = MarketModel("BTCUSDT", "BTC", "USDT", seed=22)

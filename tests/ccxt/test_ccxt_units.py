@@ -10,6 +10,7 @@ from producers.ccxt import CcxtSettings
 from producers.ccxt.checksums import okx_book_checksum
 from producers.ccxt.exact import exact_text, safe_exact, to_exact_decimal
 from producers.ccxt.exchange import build_exchange
+from producers.ccxt.host import TapOverflow, TapQueue
 from producers.ccxt.journal import JournaledOrderBook
 from producers.ccxt.mapping import order_payload
 from producers.ccxt.symbols import normalize_market, normalize_symbol, resolve_symbols
@@ -152,3 +153,20 @@ def test_books_ccxt_keeps_in_counted_sides_are_diffed():
     assert diffed.observe(src) is mirror
     bids, asks = mirror.drain()
     assert sorted(bids) == [(Decimal("9.5"), Decimal(3)), (Decimal("10.0"), Decimal(0))] and asks == []
+
+
+def test_a_full_tap_queue_refuses_items_into_one_overflow_record_in_their_place():
+    q = TapQueue(limit=3)
+    for i in range(1, 8):  # 3 fit, 4 refused
+        q.put({"id": i, "timestamp": 1000 + i})
+    assert len(q.items) == 4 and q.refused == 4
+    *kept, lost = q.items
+    assert [t["id"] for t in kept] == [1, 2, 3]  # type: ignore[index]
+    assert isinstance(lost, TapOverflow)
+    assert (lost.count, lost.first_ms, lost.last_ms, lost.first_id, lost.last_id) == (4, 1004, 1007, "4", "7")
+    q.items.popleft()
+    q.items.popleft()  # room again: new items queue after the overflow record, which keeps its place
+    q.put({"id": 8, "timestamp": 1008})
+    q.put({"id": 9, "timestamp": 1009})  # full again (3 items + the record): a second record after item 8
+    assert [getattr(x, "count", None) or x["id"] for x in q.items] == [3, 4, 8, 1]  # type: ignore[index]
+    assert q.refused == 5
