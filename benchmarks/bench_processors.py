@@ -277,9 +277,9 @@ class Bench:
         for group, label in (("all", "all events"), ("slowest_1pct", "the slowest 1 %")):
             parts = st.get("breakdown", {}).get(group)
             if parts:
-                print(f"    where it went, mean over {label}: before the drain loop took it (linger, broker, fetch, "
-                      f"consumer thread) {parts['before_drain']:.1f} ms, queued for its batch {parts['queued']:.1f} ms, "
-                      f"the batch {parts['batch']:.1f} ms")
+                print(f"    where it went, mean over {label}: until the consumer thread fetched it (linger, broker, "
+                      f"fetch) {parts['before_fetch']:.1f} ms, consumer thread -> drain loop {parts['handoff']:.1f} ms, "
+                      f"queued for its batch {parts['queued']:.1f} ms, the batch {parts['batch']:.1f} ms")
         if probe_lat:
             probe_lat.sort()
             p99 = probe_lat[min(len(probe_lat) - 1, int(0.99 * len(probe_lat)))]

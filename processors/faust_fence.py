@@ -24,7 +24,10 @@ Touch points, and why the public API is not enough for each:
    `AIOKafkaConsumer._fetch_max_wait_ms` -- faust hard-codes `fetch_max_wait_ms=1500` in that method and
    has no setting for it. `ShortPollConsumerThread` lets faust build the consumer and sets the attribute
    before `AIOKafkaConsumer.start()` builds its Fetcher from it: one line instead of a copy of the
-   60-line constructor.
+   60-line constructor. It also wraps `AIOKafkaConsumerThread._fetch_records` (the fetch the thread runs for
+   every `getmany`) only to note when the fetch returned, for the latency breakdown (`fetched_at`): faust
+   records no such time. The drain loop stores it and its own time on the public `Message.time_out` /
+   `time_in` fields (faust's Monitor would set them from its per-message hooks, which are off).
 4. `faust.transport.drivers.aiokafka.Consumer._new_consumer_thread` and `faust.App._new_transport` --
    overridden to put (3) and (1) in place: faust chooses these classes only there (the alternative, a new
    broker URL scheme registered through a `faust.transports` entry point, is process-wide and changes the
@@ -113,6 +116,8 @@ UPSTREAM_SHA256: dict[str, str] = {
     # (3) the consumer faust builds (fetch_max_wait_ms=1500) and where aiokafka reads the attribute
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._create_worker_consumer":
         "c2701bfc3e6f6cad95c2be36d6a255a86e2c57d18d36cc1082b5fb5c482d99d7",
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._fetch_records":
+        "39a2c6c79fc1455a199629912b533458a720c64983bc957420a42feef6593baa",
     "aiokafka.consumer.consumer:AIOKafkaConsumer.start":
         "2f1ba70443327538800d348e61042cdedd5a5e6306f40ebe1a06dddba7494c45",
     # (4) overridden factories
@@ -176,6 +181,14 @@ class ShortPollConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     of the backlog goes out at most that much later; the price is that many empty fetches per second per
     broker while the worker is idle."""
 
+    fetched_at: float | None = None  # monotonic time the last fetch returned its records (in this thread)
+
+    async def _fetch_records(self, *args: Any, **kwargs: Any) -> Any:
+        # runs in the consumer thread; the drain loop (main thread) reads fetched_at for the latency breakdown
+        records = await super()._fetch_records(*args, **kwargs)
+        self.fetched_at = monotonic()
+        return records
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         app = cast("ProcessorFaustApp", self.app)
@@ -229,6 +242,8 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         handler_lock = conductor._tp_to_callback_lock
         handlers = conductor._tp_to_callback
 
+        thread = cast(Any, self)._thread  # the ShortPollConsumerThread: when did its last fetch return?
+
         yield_every = 100
         num_since_yield = 0
         sleep = asyncio.sleep
@@ -248,7 +263,10 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
                             await sleep(0)
                             num_since_yield = 0
 
-                        message.time_in = monotonic()  # faust's Monitor sets it too: the latency breakdown reads it
+                        # the latency breakdown: when the consumer thread fetched it and when this loop took it
+                        # (faust's Monitor sets both fields; its per-message hooks are off, see batches.py)
+                        message.time_out = thread.fetched_at
+                        message.time_in = monotonic()
                         offset = message.offset
                         r_offset = get_read_offset(tp)
                         if r_offset is None or offset >= r_offset:

@@ -77,27 +77,33 @@ def events_by_stream() -> dict[str, float]:
 
 class LatencyWindow:
     """The last N event -> queryable latencies (seconds) for exact percentiles on /stats, and where each
-    one was spent: `parts` holds, per event, (before the drain loop took it, queued before its batch
-    started, its batch's fold). The first part is the producer's linger, the broker, the fetch and faust's
-    consumer-thread hand-off; the second the conductor, the stream queue and batches ahead of it; the third
-    the batch itself (decode, fold, publish)."""
+    one was spent: `parts` holds, per event, (before the consumer thread fetched it, from that fetch until
+    the drain loop took it, queued before its batch started, its batch's fold). The first part is the
+    producer's linger, the broker and the fetch; the second faust's consumer-thread hand-off to the main
+    loop (and the messages of the same fetch ahead of it); the third the conductor, the stream queue and
+    batches ahead of it; the fourth the batch itself (decode, fold, publish)."""
+
+    PARTS = ("before_fetch", "handoff", "queued", "batch")
 
     def __init__(self, size: int = 50_000) -> None:
         self.samples: deque[float] = deque(maxlen=size)
-        self.parts: deque[tuple[float, float, float]] = deque(maxlen=size)
+        self.parts: deque[tuple[float, float, float, float]] = deque(maxlen=size)
 
     def add(self, seconds: float) -> None:
         self.samples.append(seconds)
 
-    def add_parts(self, seconds: list[float], fetched: list[float | None], started: float, ended: float) -> None:
+    def add_parts(self, seconds: list[float], stamps: list[tuple[float | None, float | None]], started: float,
+                  ended: float) -> None:
         """Split each event's latency (seconds, ending at `ended`) at the monotonic times its message was
-        taken by the drain loop (`fetched`, None when unknown) and its batch `started`."""
+        fetched by the consumer thread and taken by the drain loop (`stamps`; events missing either are left
+        out) and its batch `started`."""
         work = ended - started
-        for total, taken in zip(seconds, fetched, strict=True):
-            if taken is None:
+        for total, (fetched, taken) in zip(seconds, stamps, strict=True):
+            if fetched is None or taken is None:
                 continue
             queued = max(0.0, started - taken)
-            self.parts.append((max(0.0, total - queued - work), queued, work))
+            handoff = max(0.0, taken - fetched)
+            self.parts.append((max(0.0, total - handoff - queued - work), handoff, queued, work))
 
     def clear(self) -> None:
         self.samples.clear()
@@ -118,8 +124,7 @@ class LatencyWindow:
         """Mean milliseconds of each part over all events and over the slowest 1 % (what makes the p99)."""
         parts = sorted(self.parts, key=sum)
         tail = parts[int(0.99 * len(parts)):] or parts[-1:]
-        names = ("before_drain", "queued", "batch")
 
-        def means(rows: list[tuple[float, float, float]]) -> dict[str, float]:
-            return {name: round(sum(r[i] for r in rows) / len(rows) * 1e3, 2) for i, name in enumerate(names)}
+        def means(rows: list[tuple[float, float, float, float]]) -> dict[str, float]:
+            return {name: round(sum(r[i] for r in rows) / len(rows) * 1e3, 2) for i, name in enumerate(self.PARTS)}
         return {"all": means(parts), "slowest_1pct": means(tail)}

@@ -76,7 +76,8 @@ class Stage(Generic[S]):
     def process(self, events: list[EventT]) -> None:
         dirty, last_offsets, decode, load, fold = self.dirty, self.last_offsets, self.wire.decode, self.load, self.fold
         receive: list[int] = []
-        fetched: list[float | None] = []  # when the drain loop took each message (monotonic), for the breakdown
+        # when the consumer thread fetched each message and when the drain loop took it (monotonic), or None
+        fetched: list[tuple[float | None, float | None]] = []
         started = monotonic()
         for event in events:
             msg = event.message
@@ -107,7 +108,7 @@ class Stage(Generic[S]):
             state.last_offset = offset  # type: ignore[attr-defined]
             dirty[key] = (state, event)
             receive.append(record["receive_ts"])
-            fetched.append(msg.time_in)
+            fetched.append((msg.time_out, msg.time_in))
         if receive:
             self._events.inc(len(receive))
             now = wall_us()

@@ -75,18 +75,18 @@ def test_gc_pauses_are_timed_per_generation() -> None:
 
 def test_latency_breakdown_splits_each_event_where_it_was_spent() -> None:
     window = LatencyWindow()
-    # a batch started at t=10.0 and ended at t=10.002 (2 ms); three events: taken by the drain loop 1 ms,
-    # 5 ms and (unknown) before the batch, with total latencies 20, 9 and 30 ms
+    # a batch started at t=10.0 and ended at t=10.002 (2 ms); three events: fetched by the consumer thread at
+    # 9.990 / 9.994 / (unknown), taken by the drain loop 1 ms and 5 ms before the batch; totals 20, 9, 30 ms
     window.samples.extend([0.020, 0.009, 0.030])
-    window.add_parts([0.020, 0.009, 0.030], [9.999, 9.995, None], 10.0, 10.002)
-    assert len(window.parts) == 2  # an event without a drain time is left out of the breakdown only
-    (a_before, a_queued, a_batch), (b_before, b_queued, b_batch) = window.parts
-    assert abs(a_queued - 0.001) < 1e-9 and abs(a_batch - 0.002) < 1e-9 and abs(a_before - 0.017) < 1e-9
-    assert abs(b_queued - 0.005) < 1e-9 and abs(b_batch - 0.002) < 1e-9 and abs(b_before - 0.002) < 1e-9
+    window.add_parts([0.020, 0.009, 0.030], [(9.990, 9.999), (9.994, 9.995), (None, 9.99)], 10.0, 10.002)
+    assert len(window.parts) == 2  # an event without both stamps is left out of the breakdown only
+    (a_before, a_hand, a_queued, a_batch), (b_before, b_hand, b_queued, b_batch) = window.parts
+    assert [round(x * 1e3, 6) for x in (a_before, a_hand, a_queued, a_batch)] == [8.0, 9.0, 1.0, 2.0]
+    assert [round(x * 1e3, 6) for x in (b_before, b_hand, b_queued, b_batch)] == [1.0, 1.0, 5.0, 2.0]
     for _ in range(198):  # 200 events in all: the slowest 1 % (2 events) are the two above
-        window.add_parts([0.001], [10.0], 10.0, 10.0005)
+        window.add_parts([0.001], [(10.0, 10.0)], 10.0, 10.0005)
     bd = window.percentiles()["breakdown"]
-    assert bd["slowest_1pct"] == {"before_drain": 9.5, "queued": 3.0, "batch": 2.0}
+    assert bd["slowest_1pct"] == {"before_fetch": 4.5, "handoff": 5.0, "queued": 3.0, "batch": 2.0}
     assert bd["all"]["batch"] == round((0.002 * 2 + 0.0005 * 198) / 200 * 1e3, 2)
     window.clear()
     assert window.percentiles() == {"count": 0} and not window.parts
