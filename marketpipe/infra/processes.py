@@ -14,7 +14,7 @@ from pathlib import Path
 
 from marketpipe.infra import artifacts
 from marketpipe.infra.java import find_java
-from marketpipe.infra.ports import free_port, owns_listener, port_open
+from marketpipe.infra.ports import free_port, owns_listener, port_free, port_open
 
 _KAFKA_PROPS = """process.roles=broker,controller
 node.id={node_id}
@@ -67,7 +67,8 @@ class StartError(RuntimeError):
 
 class PortTaken(StartError):
     """A port picked for our process was taken by another one between the pick and our bind: either ours
-    exited on the bind ("Address already in use") or someone else answers on it."""
+    exited during start-up while another process holds one of its ports (or its log says "Address already
+    in use"; Kafka's own log says nothing, its slf4j has no binding), or someone else answers on it."""
 
 
 _BIND_FAILED = ("Address already in use", "seems to be in use", "Port already bound")
@@ -224,7 +225,7 @@ class LocalKafka:
         while time.monotonic() < deadline:
             if self.pid is not None and not pid_alive(self.pid):
                 server_log = self.workdir / "kafka-server.log"
-                if _failed_to_bind(self._log_marks):
+                if _failed_to_bind(self._log_marks) or not port_free(self.port) or not port_free(self.controller_port):
                     raise PortTaken(f"kafka node {self.node_id} could not bind port {self.port} or "
                                     f"{self.controller_port} (taken after it was picked); see {server_log}")
                 raise StartError(f"kafka exited during start-up; see {self.log_path} and {server_log}")
@@ -317,7 +318,7 @@ class LocalRegistry:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.pid is not None and not pid_alive(self.pid):
-                if _failed_to_bind(self._log_marks):
+                if _failed_to_bind(self._log_marks) or not port_free(self.port):
                     raise PortTaken(f"schema registry could not bind port {self.port} (taken after it was picked); "
                                     f"see {self.log_path}")
                 raise StartError(f"schema registry exited during start-up; see {self.log_path}")
