@@ -22,7 +22,7 @@ from marketpipe.infra.ports import owns_listener
 from marketpipe.infra.processes import pid_alive
 from marketpipe.infra.stack import start_local
 
-pytestmark = pytest.mark.multibroker
+pytestmark = [pytest.mark.multibroker, pytest.mark.timeout(900)]
 
 
 class _ImpostorRegistry(http.server.BaseHTTPRequestHandler):
