@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from marketpipe.infra.ports import free_port
-from marketpipe.infra.processes import LocalKafka, PortTaken, StartError, new_cluster_id, pid_alive
+from marketpipe.infra.processes import LocalKafka, PortTaken, StartError, new_cluster_id, pid_alive, stop_pids
 
 Progress = Callable[[str], None]
 
@@ -117,8 +117,9 @@ class KafkaCluster:
         return [node.pid is not None and pid_alive(node.pid) for node in self.nodes]
 
     def stop(self) -> None:
+        stop_pids([node.pid for node in self.nodes if node.pid is not None])
         for node in self.nodes:
-            node.stop()
+            node.stop()  # reaps the children, forgets the pids
 
     def describe(self) -> list[dict[str, object]]:
         return [{"node_id": n.node_id, "pid": n.pid, "port": n.port, "controller_port": n.controller_port,

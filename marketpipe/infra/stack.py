@@ -20,7 +20,7 @@ from marketpipe.infra import artifacts
 from marketpipe.infra.java import find_java
 from marketpipe.infra.kafka_cluster import KafkaCluster
 from marketpipe.infra.ports import free_port, port_free, port_open
-from marketpipe.infra.processes import LocalKafka, LocalRegistry, PortTaken, pid_alive, stop_pid
+from marketpipe.infra.processes import LocalKafka, LocalRegistry, PortTaken, pid_alive, stop_pid, stop_pids
 
 Progress = Callable[[str], None]
 
@@ -225,11 +225,10 @@ def down(progress: Progress = print) -> bool:
         stop_pid(pid)
     nodes = state.get("kafka_nodes") or [{"node_id": 1, "pid": state.get("kafka_pid"),
                                           "workdir": str(Path(state["workdir"]) / "kafka")}]
-    for node in nodes:
-        pid = node.get("pid")
-        if pid and pid_alive(pid):
-            progress(f"stopping kafka node {node['node_id']} (pid {pid})")
-            stop_pid(pid)
+    running = [node for node in nodes if node.get("pid") and pid_alive(node["pid"])]
+    for node in running:
+        progress(f"stopping kafka node {node['node_id']} (pid {node['pid']})")
+    stop_pids([node["pid"] for node in running])  # together: a lone last node would wait for its quorum
     _state_file().unlink(missing_ok=True)
     for node in nodes:
         shutil.rmtree(Path(node["workdir"]) / "data", ignore_errors=True)

@@ -132,3 +132,35 @@ def test_two_infra_up_at_once_give_two_separate_working_stacks(tmp_path: Path) -
                 p.kill()
     for s in states:
         assert not pid_alive(s["kafka_pid"]) and not pid_alive(s["registry_pid"])
+
+
+def test_infra_up_three_brokers_status_lists_each_node_and_down_stops_them_all(tmp_path: Path) -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MARKETPIPE_")},
+           "MARKETPIPE_STATE_DIR": str(tmp_path / "state")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "marketpipe.cli", *args], env=env, capture_output=True,
+                              text=True, timeout=400)
+
+    up = cli("infra", "up", "--brokers", "3")
+    state: dict = {}
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        status = cli("infra", "status")
+        assert status.returncode == 0, status.stdout
+        state = json.loads(status.stdout)
+        nodes = state["kafka_nodes"]
+        assert [n["node_id"] for n in nodes] == [1, 2, 3] and all(n["alive"] for n in nodes)
+        assert len({n["pid"] for n in nodes}) == 3 and len({n["port"] for n in nodes}) == 3
+        assert all(owns_listener(n["pid"], n["port"]) for n in nodes)
+        assert state["bootstrap"] == ",".join(f"127.0.0.1:{n['port']}" for n in nodes)
+        assert f"export MARKETPIPE_KAFKA_BOOTSTRAP={state['bootstrap']}" in up.stdout
+        assert sorted(AdminClient({"bootstrap.servers": state["bootstrap"]}).list_topics(timeout=15).brokers) == [
+            1, 2, 3]
+    finally:
+        down = cli("infra", "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert state, "infra up did not leave a state to check"
+    for pid in [n["pid"] for n in state["kafka_nodes"]] + [state["registry_pid"]]:
+        assert not pid_alive(pid), f"pid {pid} survived infra down"
+    assert cli("infra", "status").returncode == 1
