@@ -319,12 +319,14 @@ class LocalRegistry:
     def storage_options(self) -> list[str]:
         """System properties of Apicurio 3.x's `sql` storage on a file-backed H2 database (names from the
         app's own application.properties: apicurio.storage.kind, apicurio.storage.sql.kind,
-        apicurio.datasource.url, ...). Empty for in-memory storage and for Apicurio 2.x."""
+        apicurio.datasource.url, ...). WRITE_DELAY=0: each commit reaches the file before the registry
+        answers (H2 otherwise flushes up to 500 ms later, and a crash then would forget an id already handed
+        out). Empty for in-memory storage and for Apicurio 2.x."""
         if not self.persistent or not self.version.startswith("3."):
             return []
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         return ["-Dapicurio.storage.kind=sql", "-Dapicurio.storage.sql.kind=h2",
-                f"-Dapicurio.datasource.url=jdbc:h2:file:{self.db_path}", "-Dapicurio.datasource.username=sa",
+                f"-Dapicurio.datasource.url=jdbc:h2:file:{self.db_path};WRITE_DELAY=0", "-Dapicurio.datasource.username=sa",
                 "-Dapicurio.datasource.password=sa", "-Dapicurio.datasource.jdbc.initial-size=2",
                 "-Dapicurio.datasource.jdbc.min-size=2", "-Dapicurio.datasource.jdbc.max-size=20"]
 
