@@ -19,7 +19,7 @@ def cmd_infra(args: argparse.Namespace) -> int:
 
     if args.action == "up":
         t0 = time.monotonic()
-        state = stack.up(_progress)
+        state = stack.up(_progress, brokers=args.brokers)
         _progress(f"infra up in {time.monotonic() - t0:.1f}s")
         print(stack.env_exports(state))
     elif args.action == "down":
@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("infra", help="local Kafka (KRaft) + Apicurio registry: up | down | status")
     p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--brokers", type=int, default=1, choices=[1, 3],
+                   help="KRaft nodes (broker + controller each); 3: replication factor 3, min.insync.replicas 2")
     p.set_defaults(func=cmd_infra)
     p = sub.add_parser("schemas", help="register | check | list the Avro contracts")
     p.add_argument("action", choices=["register", "check", "list"])

@@ -41,6 +41,9 @@ class KafkaClientSettings(BaseSettings):
     kafka_ssl_certfile: str | None = None
     kafka_ssl_keyfile: str | None = None
     create_topics: bool = True  # create missing topics at start-up (off when a platform team owns them)
+    # replication of the topics marketpipe creates (1 and 1 on a single-broker cluster: topics_admin.py)
+    topic_replication: int = Field(3, gt=0)
+    topic_min_insync_replicas: int = Field(2, gt=0)
     register_schemas: bool = True  # register schemas at start-up (the Helm Job does it before upgrades)
     metrics_port: int = 9108
     log_level: str = "INFO"

@@ -38,7 +38,8 @@ def sample_events() -> dict[str, dict[str, Any]]:
 
 async def run_smoke(settings: PublisherSettings, progress=print) -> dict[str, dict[str, Any]]:
     registry = ContractRegistry(settings.registry_url, basic_auth=settings.registry_auth())
-    created = ensure_topics(settings.kafka_bootstrap, extra_conf=settings.librdkafka_security())
+    created = ensure_topics(settings.kafka_bootstrap, replication=settings.topic_replication,
+                            min_insync=settings.topic_min_insync_replicas, extra_conf=settings.librdkafka_security())
     progress(f"topics ready ({len(created)} created)")
     regs = registry.register_all()
     progress("schemas registered: " + ", ".join(f"{r.subject}=id {r.schema_id}" for r in regs))

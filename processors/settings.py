@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from marketpipe.settings import EnvList, KafkaClientSettings
 from processors.candles import interval_us
@@ -28,7 +28,9 @@ class ProcessorSettings(KafkaClientSettings):
     # exactly_once is supported (Kafka >= 0.11 with the transaction log) for consumers that need it.
     processor_processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     processor_topic_partitions: int = 6  # must equal the source topics' partition count (co-partitioning)
-    processor_topic_replication: int = 1
+    # changelog and derived topics created here: None = the topic_replication setting (3; 1 on a
+    # single-broker cluster), with topic_min_insync_replicas
+    processor_topic_replication: int | None = Field(None, gt=0)
     # start-up waits this long for every needed topic (created here, or by the schemas Job) to be complete
     processor_topics_timeout_s: float = 120.0
     # a transient registry failure pauses the stream and retries, backing off up to this long between tries

@@ -57,8 +57,26 @@ def from_faust_topic(topic: Any) -> NeededTopic:
     return NeededTopic(name, int(topic.partitions), config)
 
 
+def replication_for(admin_conf: dict[str, str], replication: int, min_insync: int,
+                    timeout_s: float = 60.0) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for the topics this worker creates: the settings, or 1 and 1
+    on a single-broker cluster (marketpipe.topics_admin.effective_replication)."""
+    from marketpipe.topics_admin import effective_replication
+
+    conf: dict[str, str | int | float | bool] = dict(admin_conf)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            brokers = len(AdminClient(conf).list_topics(timeout=min(timeout_s, 15.0)).brokers)
+            return effective_replication(brokers, replication, min_insync)
+        except Exception:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+
+
 def prepare_topics(admin_conf: dict[str, str], needed: list[NeededTopic], *, replication: int,
-                   timeout_s: float = 60.0, poll_s: float = 0.25) -> list[str]:
+                   min_insync: int | None = None, timeout_s: float = 60.0, poll_s: float = 0.25) -> list[str]:
     """Create what is missing (idempotent, concurrent creators welcome), then wait until the metadata shows
     every topic with its partition count and a leader per partition. Returns the names this call created."""
     conf: dict[str, str | int | float | bool] = dict(admin_conf)
@@ -68,8 +86,9 @@ def prepare_topics(admin_conf: dict[str, str], needed: list[NeededTopic], *, rep
     _check_counts(needed, existing)
     missing = [t for t in needed if t.name not in existing]
     owned_elsewhere = [t.name for t in missing if not t.create]
-    to_create = [NewTopic(t.name, num_partitions=t.partitions, replication_factor=replication, config=t.config)
-                 for t in missing if t.create]
+    isr = {"min.insync.replicas": str(min_insync)} if min_insync else {}
+    to_create = [NewTopic(t.name, num_partitions=t.partitions, replication_factor=replication,
+                          config={**isr, **t.config}) for t in missing if t.create]
     created: list[str] = []
     if to_create:
         for name, fut in admin.create_topics(to_create, operation_timeout=30).items():

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from marketpipe.fencing import UnpinnedLibraryError
 from processors.settings import ProcessorSettings
-from processors.topics import NeededTopic, from_faust_topic, prepare_topics
+from processors.topics import NeededTopic, from_faust_topic, prepare_topics, replication_for
 
 if TYPE_CHECKING:
     from processors.app import ProcessorApp
@@ -43,11 +43,15 @@ def build(settings: ProcessorSettings) -> ProcessorApp:
 
     registry = ContractRegistry(settings.registry_url, basic_auth=settings.registry_auth())
     wire = ContractWire(registry, register=settings.register_schemas, compiled=settings.processor_compiled_readers)
-    proc = ProcessorApp(settings, wire)
+    admin_conf = {"bootstrap.servers": settings.kafka_bootstrap, **settings.librdkafka_security()}
     started = time.monotonic()
+    replication, min_insync = replication_for(
+        admin_conf, settings.processor_topic_replication or settings.topic_replication,
+        settings.topic_min_insync_replicas, timeout_s=settings.processor_topics_timeout_s)
+    settings = settings.model_copy(update={"processor_topic_replication": replication})
+    proc = ProcessorApp(settings, wire)
     needed = needed_topics(settings, proc)
-    created = prepare_topics({"bootstrap.servers": settings.kafka_bootstrap, **settings.librdkafka_security()},
-                             needed, replication=settings.processor_topic_replication,
+    created = prepare_topics(admin_conf, needed, replication=replication, min_insync=min_insync,
                              timeout_s=settings.processor_topics_timeout_s)
     log.info("processor %s: %d topics present (%d created here) after %.1fs", settings.processor_app_id,
              len(needed), len(created), time.monotonic() - started)

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from marketpipe.infra import artifacts
 from marketpipe.infra.java import find_java
+from marketpipe.infra.kafka_cluster import KafkaCluster
 from marketpipe.infra.ports import free_port, port_free, port_open
-from marketpipe.infra.processes import LocalKafka, LocalRegistry, PortTaken, pid_alive, stop_pid
+from marketpipe.infra.processes import LocalKafka, LocalRegistry, PortTaken, pid_alive, stop_pid, stop_pids
 
 Progress = Callable[[str], None]
 
@@ -32,8 +33,9 @@ class Cluster:
     transactions: bool
     details: dict[str, object] = field(default_factory=dict)
     _stop: Callable[[], None] | None = None
-    kafka: LocalKafka | None = None
+    kafka: LocalKafka | None = None  # the first node
     registry: LocalRegistry | None = None
+    kafka_cluster: KafkaCluster | None = None  # every node (local provider)
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -54,39 +56,33 @@ def _pick(preferred: int) -> int:
 
 
 def start_local(workdir: Path, progress: Progress = print, *, kafka_port: int | None = None,
-                controller_port: int | None = None, registry_port: int | None = None) -> Cluster:
-    """Start Kafka and Apicurio as local processes under workdir; returns when both answer."""
+                controller_port: int | None = None, registry_port: int | None = None, brokers: int = 1,
+                persistent_registry: bool = True) -> Cluster:
+    """Start Kafka (``brokers`` KRaft nodes) and Apicurio as local processes under workdir; returns when the
+    brokers see each other and the registry answers, each answered by the process started here."""
     workdir.mkdir(parents=True, exist_ok=True)
     artifacts.kafka_libs(progress)
-    kafka = LocalKafka(workdir / "kafka", kafka_port or free_port(), controller_port or free_port())
-    registry = LocalRegistry(workdir / "registry", registry_port or free_port())
+    kafka = KafkaCluster(workdir / "kafka", size=brokers)
     t0 = time.monotonic()
-    progress(f"starting Kafka on {kafka.bootstrap} (log {kafka.log_path})...")
-    for attempt in range(3):
-        try:
-            kafka.start()
-            break
-        except PortTaken as exc:  # another process won the race for a picked port: ours cannot serve it
-            kafka.stop()
-            if attempt == 2:
-                raise
-            progress(f"{exc}; retrying on other ports")
-            kafka = LocalKafka(workdir / f"kafka-{attempt + 1}", free_port(), free_port())
+    progress(f"starting Kafka ({brokers} node{'s' if brokers > 1 else ''}) under {kafka.workdir}...")
+    first = (kafka_port, controller_port) if kafka_port and controller_port else None
+    kafka.start(progress, first_ports=first)
     t_kafka = time.monotonic() - t0
-    progress(f"Kafka answered after {t_kafka:.1f}s")
+    progress(f"Kafka {kafka.bootstrap} answered after {t_kafka:.1f}s")
     t1 = time.monotonic()
+    registry = LocalRegistry(workdir / "registry", registry_port or free_port(), persistent=persistent_registry)
     progress(f"starting Apicurio Registry on {registry.url} (log {registry.log_path})...")
     try:
         for attempt in range(3):
             try:
                 registry.start(progress=progress)
                 break
-            except PortTaken as exc:
+            except PortTaken as exc:  # another process won the race for the picked port: ours cannot serve it
                 registry.stop()
                 if attempt == 2:
                     raise
                 progress(f"{exc}; retrying on another port")
-                registry = LocalRegistry(workdir / "registry", free_port())
+                registry = LocalRegistry(workdir / "registry", free_port(), persistent=persistent_registry)
     except Exception:
         kafka.stop()
         raise
@@ -99,7 +95,7 @@ def start_local(workdir: Path, progress: Progress = print, *, kafka_port: int | 
 
     return Cluster("local", kafka.bootstrap, registry.url, True,
                    {"kafka_start_s": round(t_kafka, 2), "registry_start_s": round(t_reg, 2)},
-                   stop, kafka, registry)
+                   stop, kafka.nodes[0], registry, kafka)
 
 
 def _docker_answers() -> bool:
@@ -172,31 +168,42 @@ def status() -> dict | None:
     state = read_state()
     if state is None:
         return None
-    state["kafka_alive"] = pid_alive(state["kafka_pid"])
+    nodes = state.get("kafka_nodes") or [{"node_id": 1, "pid": state["kafka_pid"], "port": state["kafka_port"]}]
+    for node in nodes:
+        node["alive"] = pid_alive(node["pid"])
+    state["kafka_nodes"] = nodes
+    state["kafka_alive"] = all(node["alive"] for node in nodes)
     state["registry_alive"] = pid_alive(state["registry_pid"])
     return state
 
 
-def up(progress: Progress = print) -> dict:
+def up(progress: Progress = print, brokers: int = 1) -> dict:
     current = status()
     if current and current["kafka_alive"] and current["registry_alive"]:
-        progress(f"already running: Kafka {current['bootstrap']}, registry {current['registry_url']}")
-        return current
+        running = len(current["kafka_nodes"])
+        if running == brokers:
+            progress(f"already running: Kafka {current['bootstrap']}, registry {current['registry_url']}")
+            return current
+        progress(f"running with {running} broker(s), {brokers} asked for: restarting")
     if current:
         down(progress)
     workdir = state_dir()
-    # stable default ports when free, so `infra up` gives the same addresses every time
+    # stable default ports when free, so `infra up` gives the same addresses every time (the first node's);
+    # if another process takes one before our bind, start-up notices and moves to other ports
     cluster = start_local(workdir, progress, kafka_port=_pick(19092), controller_port=_pick(19093),
-                          registry_port=_pick(18081))
-    assert cluster.kafka is not None and cluster.registry is not None
+                          registry_port=_pick(18081), brokers=brokers)
+    assert cluster.kafka is not None and cluster.registry is not None and cluster.kafka_cluster is not None
     state = {
         "bootstrap": cluster.bootstrap,
         "registry_url": cluster.registry_url,
+        "brokers": brokers,
         "kafka_pid": cluster.kafka.pid,
         "registry_pid": cluster.registry.pid,
         "kafka_port": cluster.kafka.port,
         "controller_port": cluster.kafka.controller_port,
         "registry_port": cluster.registry.port,
+        "kafka_nodes": cluster.kafka_cluster.describe(),
+        "registry_db": str(cluster.registry.db_path) if cluster.registry.storage_options() else None,
         "workdir": str(workdir),
         "started_at": time.time(),
         **cluster.details,
@@ -206,17 +213,25 @@ def up(progress: Progress = print) -> dict:
 
 
 def down(progress: Progress = print) -> bool:
+    """Stop the registry and every Kafka node; Kafka's data goes (a fresh cluster next time), the registry's
+    database stays (schema ids survive a restart)."""
     state = read_state()
     if state is None:
         progress("nothing running")
         return False
-    for name in ("registry_pid", "kafka_pid"):
-        pid = state.get(name)
-        if pid and pid_alive(pid):
-            progress(f"stopping {name.split('_')[0]} (pid {pid})")
-            stop_pid(pid)
+    pid = state.get("registry_pid")
+    if pid and pid_alive(pid):
+        progress(f"stopping registry (pid {pid})")
+        stop_pid(pid)
+    nodes = state.get("kafka_nodes") or [{"node_id": 1, "pid": state.get("kafka_pid"),
+                                          "workdir": str(Path(state["workdir"]) / "kafka")}]
+    running = [node for node in nodes if node.get("pid") and pid_alive(node["pid"])]
+    for node in running:
+        progress(f"stopping kafka node {node['node_id']} (pid {node['pid']})")
+    stop_pids([node["pid"] for node in running])  # together: a lone last node would wait for its quorum
     _state_file().unlink(missing_ok=True)
-    shutil.rmtree(Path(state["workdir"]) / "kafka" / "data", ignore_errors=True)
+    for node in nodes:
+        shutil.rmtree(Path(node["workdir"]) / "data", ignore_errors=True)
     progress("stopped")
     return True
 

@@ -190,6 +190,7 @@ class Feed:
             from marketpipe.topics_admin import ensure_topics
 
             await asyncio.to_thread(ensure_topics, s.kafka_bootstrap, FEED_TOPICS,
+                                    replication=s.topic_replication, min_insync=s.topic_min_insync_replicas,
                                     extra_conf=s.librdkafka_security())
         if self.publisher is None:
             self.publisher = KafkaPublisher(s, client_id=f"marketpipe-{self.venue}")

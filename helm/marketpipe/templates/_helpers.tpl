@@ -89,6 +89,8 @@ MARKETPIPE_KAFKA_SSL_KEYFILE: {{ printf "%s/%s" .mountPath .keyKey | quote }}
 {{- end }}
 MARKETPIPE_REGISTRY_URL: {{ .Values.registry.url | quote }}
 MARKETPIPE_CREATE_TOPICS: {{ .Values.topics.create | toString | quote }}
+MARKETPIPE_TOPIC_REPLICATION: {{ .Values.topics.replication | toString | quote }}
+MARKETPIPE_TOPIC_MIN_INSYNC_REPLICAS: {{ .Values.topics.minInsyncReplicas | toString | quote }}
 MARKETPIPE_REGISTER_SCHEMAS: {{ (not .Values.schemaRegistration.enabled) | toString | quote }}
 MARKETPIPE_LOG_LEVEL: {{ .Values.logLevel | quote }}
 {{- end }}
