@@ -48,6 +48,9 @@ PUSH_INTERVAL_S = 0.25  # how often a stream looks for changes of its market
 KEEPALIVE_S = 15.0  # a comment line on a quiet stream (proxies close idle connections)
 MOVED_AFTER_S = 3.0  # a stream whose market's partition is not owned here this long ends with `moved`
 PEER_TIMEOUT_S = 3.0
+# the page loads and talks to nothing but this port; no inline script; no framing
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".txt": "text/plain; charset=utf-8"}
 
@@ -202,7 +205,8 @@ def register_webui(proc: ProcessorApp, int_param: Callable[..., int | None]) -> 
             return view.json({"error": f"no such path /ui/{name}"}, status=404)
         body, content_type = found
         return view.bytes(body, content_type=content_type.split(";")[0],
-                          headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+                          headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+                                   "Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer"})
 
     @page("/ui/", open_=True)
     async def index(view: View, request: Request) -> Response:

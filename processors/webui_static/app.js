@@ -232,6 +232,7 @@
     for (const w of ov.workers) {
       const h = w.health;
       const lag = Object.values(h.consumer_lag).reduce((a, b) => a + b, 0);
+      const gapCount = Object.values(h.gap_markers).reduce((a, b) => a + b, 0);
       const gaps = Object.entries(h.gap_markers).map(([k, v]) => `${k} ${v}`).join(", ") || "0";
       const resets = (h.book_updates.reset || 0), outOfOrder = (h.book_updates.gap || 0);
       rows.push(`<tr><td>worker</td><td>${esc(w.worker)} <span class="${w.ready ? "ok" : "bad"}">` +
@@ -240,7 +241,7 @@
         `<tr><td>books</td><td><span class="${h.books_out_of_sync ? "bad" : "ok"}">${h.books_out_of_sync} out of sync</span>, ` +
         `<span class="${h.books_crossed ? "bad" : "ok"}">${h.books_crossed} crossed</span></td></tr>`,
         `<tr><td>resyncs</td><td>${resets} resets, ${outOfOrder} sequence gaps, ${h.book_updates.snapshot || 0} snapshots</td></tr>`,
-        `<tr><td>gap markers</td><td class="${gaps !== "0" ? "warn" : ""}">${esc(gaps)}</td></tr>`);
+        `<tr><td>gap markers</td><td class="${gapCount ? "warn" : ""}">${esc(gaps)}</td></tr>`);
       const bad = Object.entries(h.malformed).filter(([, v]) => v > 0);
       if (bad.length) rows.push(`<tr><td>malformed</td><td class="bad">${esc(bad.map(([k, v]) => `${k} ${v}`).join(", "))}</td></tr>`);
     }
