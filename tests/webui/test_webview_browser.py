@@ -27,7 +27,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from marketpipe.dev.plan import PLANS, processor_component
-from marketpipe.dev.supervisor import Component, Supervisor
+from marketpipe.dev.supervisor import Component, Supervisor, python_module
 from marketpipe.infra.ports import free_port
 from tests.processors.harness import delete_topics
 
@@ -83,8 +83,13 @@ def pipeline(cluster, registry, tmp_path_factory: pytest.TempPathFactory) -> Ite
     try:
         sup.start(proc)
         plan = PLANS["rabbitx"]
-        for sim in plan.simulators(base):
-            sup.start(sim)
+        # `marketpipe dev`'s RabbitX simulator, faster: its clock advances 50-5000 us per message, so at 300
+        # messages/s the 1s candles close about once a second of wall time (more bars in the screenshot)
+        sim_port = free_port()
+        sim = sup.start(Component("simulator-rabbitx", python_module(
+            "simulators.rabbitx", "--port", str(sim_port), "--markets", "BTC-USD", "ETH-USD", "--rate", "300",
+            "--max-seconds", "900"), ready_port=sim_port, announces=True))
+        plan._sim = sim  # what plan.simulators() sets: the producer is wired to this simulator
         producer = sup.start(plan.producer(base, free_port()))
         yield Pipeline(f"http://127.0.0.1:{port}", producer)
     finally:
