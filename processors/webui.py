@@ -48,6 +48,7 @@ PUSH_INTERVAL_S = 0.25  # how often a stream looks for changes of its market
 KEEPALIVE_S = 15.0  # a comment line on a quiet stream (proxies close idle connections)
 MOVED_AFTER_S = 3.0  # a stream whose market's partition is not owned here this long ends with `moved`
 PEER_TIMEOUT_S = 3.0
+RELAYED = "X-Marketpipe-Relayed-By"  # on a relayed stream request: the owner serves it or says retry, never relays
 # the page loads and talks to nothing but this port; no inline script; no framing
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
@@ -98,12 +99,19 @@ def local_overview(proc: ProcessorApp) -> dict[str, Any]:
     for key in list(proc.candles.table.keys()):
         if not proc.owned(key):
             continue
-        mc = proc.candles.peek(key)
-        if mc is None:
-            continue
-        entry = markets.setdefault(key, {"venue": mc.venue, "market": mc.market})
-        entry["last_trade_ts"] = mc.watermark
-        entry["last_trade_wall_ts"] = mc.watermark_wall
+        # the cached state, else the table's value without its history chunks (a market idle since start-up)
+        mc = proc.candles.cache.get(key)
+        if mc is not None:
+            venue, market, watermark, wall = mc.venue, mc.market, mc.watermark, mc.watermark_wall
+        else:
+            raw = proc.candles.table.get(key)
+            if raw is None:
+                continue
+            state = orjson.loads(raw)
+            venue, market, watermark, wall = state["venue"], state["market"], state["watermark"], state["watermark_wall"]
+        entry = markets.setdefault(key, {"venue": venue, "market": market})
+        entry["last_trade_ts"] = watermark
+        entry["last_trade_wall_ts"] = wall
     accounts = []
     for key in list(proc.accounts.table.keys()):
         if not proc.owned(key):
@@ -262,6 +270,9 @@ def register_webui(proc: ProcessorApp, int_param: Callable[..., int | None]) -> 
             return view.json({"error": f"cannot route the stream of {key.decode()} to its owner yet; retry"},
                              status=503, headers={"Retry-After": "1"})
         if owner != s.canonical_url.rstrip("/"):
+            if RELAYED in request.headers:  # the relaying worker thinks this one owns it: no second hop
+                return view.json({"error": f"{key.decode()} is moving between workers; retry"}, status=503,
+                                 headers={"Retry-After": "1"})
             return await relay(cast(aioweb.Request, request), owner)  # faust's Request is aiohttp's here
         return await serve(cast(aioweb.Request, request), MarketPush(proc, key, interval, depth, candles))
 
@@ -310,6 +321,7 @@ def register_webui(proc: ProcessorApp, int_param: Callable[..., int | None]) -> 
     async def relay(request: aioweb.Request, owner: str) -> aioweb.StreamResponse:
         """Copy the owner's stream of the same path and query to the caller, the token passed on."""
         headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
+        headers[RELAYED] = s.canonical_url
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=PEER_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             try:
