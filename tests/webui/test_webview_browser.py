@@ -25,6 +25,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from marketpipe.dev.plan import PLANS, processor_component
 from marketpipe.dev.supervisor import Component, Supervisor, python_module
@@ -240,5 +241,16 @@ def test_token_from_the_address_fragment_and_market_choice(pipeline: Pipeline, b
             return status == 200 and (text(driver, "best-bid"), text(driver, "best-ask")) == (top["best_bid"],
                                                                                                top["best_ask"])
         wait_for("the page to show ETH's top as the API returns it", agree, timeout=60)
+        # another configured interval: the chart switches to the API's 1m candles
+        Select(driver.find_element(By.ID, "interval")).select_by_visible_text("1m")
+
+        def minute_candle_agrees() -> bool:
+            status, body = get(f"{url}/candles/rabbitx/ETH-USD-PERP/1m?include_open=true&limit=3")
+            last = [c for c in body["candles"] if c.get("open") is not None][-1]
+            return (text(driver, "candle-title").endswith(" 1m")
+                    and attr(driver, "last-candle", "data-start-ts") == str(last["start_ts"])
+                    and attr(driver, "last-candle", "data-close") == last["close"]
+                    and int(last["start_ts"]) % 60_000_000 == 0)
+        wait_for("the page's last 1m candle to be the API's", minute_candle_agrees, timeout=60)
     finally:
         os.kill(pid, signal.SIGCONT)
