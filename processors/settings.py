@@ -22,6 +22,9 @@ class ProcessorSettings(KafkaClientSettings):
     # optional bearer token for the query API (views.py): queries without `Authorization: Bearer <token>`
     # get 401. /metrics, /processor/ready and /processor/live stay open for scrapes and probes.
     processor_query_token: SecretStr | None = None
+    # the web view on the same port (webui.py): /ui/ (static page), /ui/api/overview, /ui/stream/... (same
+    # bind address and token as the queries); false: those paths answer 404 like any unknown path
+    processor_web_ui: bool = True
     # Default at_least_once: every table update is idempotent (source offsets already folded in are
     # skipped, derived events carry deterministic event_ids) so replays after a crash change nothing, and
     # it avoids one transactional producer per partition plus commit-interval latency on derived topics.

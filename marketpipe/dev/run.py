@@ -124,6 +124,7 @@ def main(args: argparse.Namespace) -> int:
                 f"{query}/metrics"]
         _progress(f"pipeline up in {time.monotonic() - started:.1f}s; query e.g. "
                   f"marketpipe query top drift:SOL-PERP --url {query}")
+        _progress(f"web view: {query}/ui/ (add #token=<query token> when MARKETPIPE_PROCESSOR_QUERY_TOKEN is set)")
         watcher = PipelineWatcher(bootstrap, registry, group_id=app_id, metrics_urls=metrics_urls, query_urls=urls)
         watcher.state.components = components
         try:
