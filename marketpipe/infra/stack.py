@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,11 +56,43 @@ def _pick(preferred: int) -> int:
 
 def start_local(workdir: Path, progress: Progress = print, *, kafka_port: int | None = None,
                 controller_port: int | None = None, registry_port: int | None = None) -> Cluster:
-    """Start Kafka and Apicurio as local processes under workdir; returns when both answer."""
+    """Start Kafka and Apicurio as local processes under workdir, both at once (they do not depend on each
+    other: the registry keeps schemas in memory); returns when both answer."""
     workdir.mkdir(parents=True, exist_ok=True)
-    artifacts.kafka_libs(progress)
-    kafka = LocalKafka(workdir / "kafka", kafka_port or free_port(), controller_port or free_port())
-    registry = LocalRegistry(workdir / "registry", registry_port or free_port())
+    artifacts.kafka_libs(progress)  # before the registry's own fetch: one mvn at a time on ~/.m2
+    registries: list[LocalRegistry] = []  # the registry thread's current attempt (stopped on failure)
+    with ThreadPoolExecutor(1, thread_name_prefix="registry") as pool:
+        registry_started = pool.submit(_start_registry, workdir, registry_port or free_port(), progress, registries)
+        try:
+            kafka, t_kafka = _start_kafka(workdir, kafka_port or free_port(), controller_port or free_port(),
+                                          progress)
+        except BaseException:
+            for reg in registries:
+                reg.stop()  # its wait in the other thread then fails at once
+            try:
+                registry_started.result()
+            except BaseException:
+                pass
+            for reg in registries:
+                reg.stop()
+            raise
+        try:
+            registry, t_reg = registry_started.result()
+        except BaseException:
+            kafka.stop()
+            raise
+
+    def stop() -> None:
+        registry.stop()
+        kafka.stop()
+
+    return Cluster("local", kafka.bootstrap, registry.url, True,
+                   {"kafka_start_s": round(t_kafka, 2), "registry_start_s": round(t_reg, 2)},
+                   stop, kafka, registry)
+
+
+def _start_kafka(workdir: Path, port: int, controller_port: int, progress: Progress) -> tuple[LocalKafka, float]:
+    kafka = LocalKafka(workdir / "kafka", port, controller_port)
     t0 = time.monotonic()
     progress(f"starting Kafka on {kafka.bootstrap} (log {kafka.log_path})...")
     for attempt in range(3):
@@ -72,34 +105,37 @@ def start_local(workdir: Path, progress: Progress = print, *, kafka_port: int | 
                 raise
             progress(f"{exc}; retrying on other ports")
             kafka = LocalKafka(workdir / f"kafka-{attempt + 1}", free_port(), free_port())
+        except BaseException:
+            kafka.stop()
+            raise
     t_kafka = time.monotonic() - t0
     progress(f"Kafka answered after {t_kafka:.1f}s")
-    t1 = time.monotonic()
+    return kafka, t_kafka
+
+
+def _start_registry(workdir: Path, port: int, progress: Progress,
+                    attempts: list[LocalRegistry]) -> tuple[LocalRegistry, float]:
+    registry = LocalRegistry(workdir / "registry", port)
+    attempts.append(registry)
+    t0 = time.monotonic()
     progress(f"starting Apicurio Registry on {registry.url} (log {registry.log_path})...")
-    try:
-        for attempt in range(3):
-            try:
-                registry.start(progress=progress)
-                break
-            except PortTaken as exc:
-                registry.stop()
-                if attempt == 2:
-                    raise
-                progress(f"{exc}; retrying on another port")
-                registry = LocalRegistry(workdir / "registry", free_port())
-    except Exception:
-        kafka.stop()
-        raise
-    t_reg = time.monotonic() - t1
+    for attempt in range(3):
+        try:
+            registry.start(progress=progress)
+            break
+        except PortTaken as exc:
+            registry.stop()
+            if attempt == 2:
+                raise
+            progress(f"{exc}; retrying on another port")
+            registry = LocalRegistry(workdir / "registry", free_port())
+            attempts.append(registry)
+        except BaseException:
+            registry.stop()
+            raise
+    t_reg = time.monotonic() - t0
     progress(f"Apicurio {registry.version} answered after {t_reg:.1f}s")
-
-    def stop() -> None:
-        registry.stop()
-        kafka.stop()
-
-    return Cluster("local", kafka.bootstrap, registry.url, True,
-                   {"kafka_start_s": round(t_kafka, 2), "registry_start_s": round(t_reg, 2)},
-                   stop, kafka, registry)
+    return registry, t_reg
 
 
 def _docker_answers() -> bool:
