@@ -90,9 +90,9 @@ async def _watch(watcher: PipelineWatcher, supervisor: Supervisor, args: argpars
         await asyncio.gather(follower, return_exceptions=True)
 
 
-def _start_venue(supervisor: Supervisor, venue: str, infra_ready: Future[dict[str, str]]) -> list[dict[str, object]]:
-    """One venue: its simulator(s) at once (they need no Kafka), its producer once Kafka, the topics and
-    the schemas are there. Runs in its own thread, beside the other venues."""
+def _start_venue(supervisor: Supervisor, venue: str, producers_may_start: Future[dict[str, str]]) -> list[dict[str, object]]:
+    """One venue: its simulator(s) at once (they need no Kafka), its producer once `producers_may_start`
+    gives the base environment (Kafka, topics, schemas there). Runs in its own thread, beside the others."""
     plan = PLANS[venue]
     components: list[dict[str, object]] = []
     sims = plan.simulators({})
@@ -101,7 +101,7 @@ def _start_venue(supervisor: Supervisor, venue: str, infra_ready: Future[dict[st
         supervisor.start(comp)
         components.append({"name": comp.name, "venue": venue, "pid": comp.pid, "port": comp.ready_port,
                            "truth_markets": plan.truth_markets or {}})
-    base_env = infra_ready.result()
+    base_env = producers_may_start.result()
     health = free_port()
     producer = plan.producer(base_env, health)
     _progress(f"starting {producer.name}...")
@@ -133,10 +133,11 @@ def main(args: argparse.Namespace) -> int:
     rc = 1
     app_id = ""
     # Independent parts start at once: every venue's simulators right away (beside Kafka and the
-    # registry), producers and the processor as soon as Kafka, the topics and the schemas are there.
-    infra_ready: Future[dict[str, str]] = Future()
+    # registry), producers and the processor as soon as Kafka, the topics and the schemas are there
+    # (producers after the processor when it reads from the latest offsets, see below).
+    producers_may_start: Future[dict[str, str]] = Future()
     pool = ThreadPoolExecutor(max_workers=len(venues) + 1, thread_name_prefix="dev-start")
-    venue_starts = {venue: pool.submit(_start_venue, supervisor, venue, infra_ready) for venue in venues}
+    venue_starts = {venue: pool.submit(_start_venue, supervisor, venue, producers_may_start) for venue in venues}
     try:
         if not (bootstrap and registry_url):
             before = stack.status()
@@ -150,13 +151,17 @@ def main(args: argparse.Namespace) -> int:
         _progress(f"{len(regs)} schemas registered (FULL_TRANSITIVE) in {time.monotonic() - t0:.1f}s")
         base_env = {"MARKETPIPE_KAFKA_BOOTSTRAP": bootstrap, "MARKETPIPE_REGISTRY_URL": registry_url,
                     "MARKETPIPE_REGISTER_SCHEMAS": "false", "MARKETPIPE_CREATE_TOPICS": "false"}
-        infra_ready.set_result(base_env)
         web_port = 6066 if _port_free(6066) else free_port()
         app_id = f"marketpipe-dev-{uuid.uuid4().hex[:6]}"
         proc = processor_component(base_env, web_port, app_id, run_dir / "processor-data",
                                    offset_reset="earliest" if own_infra else "latest")
         _progress("starting the processor worker (faust)...")
         processor_started = pool.submit(supervisor.start, proc)
+        if not own_infra:
+            # on a cluster that was already there the processor starts at the latest offsets: it must be
+            # positioned before the producers publish their first book snapshots, or it never sees them
+            processor_started.result()
+        producers_may_start.set_result(base_env)
         components: list[dict[str, object]] = []
         metrics_urls: dict[str, str] = {}
         for venue, fut in venue_starts.items():
@@ -189,8 +194,8 @@ def main(args: argparse.Namespace) -> int:
         _progress("stopping (Ctrl-C)...")
         rc = 0
     finally:
-        if not infra_ready.done():
-            infra_ready.set_exception(ComponentFailed("infrastructure", run_dir / "logs" / "infra.log", "did not come up"))
+        if not producers_may_start.done():
+            producers_may_start.set_exception(ComponentFailed("infrastructure", run_dir / "logs" / "infra.log", "did not come up"))
         supervisor.stop_all()  # also ends (and refuses) the start-ups still under way in the pool's threads
         pool.shutdown(wait=True, cancel_futures=True)
         if own_infra:
