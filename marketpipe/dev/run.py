@@ -57,6 +57,7 @@ async def _watch(watcher: PipelineWatcher, supervisor: Supervisor, args: argpars
     tty = sys.stdout.isatty() and not args.no_view
     deadline = None if args.duration is None else time.monotonic() + args.duration
     last_line = 0.0
+    reported: set[str] = set()
     live: Live | None = None
     if tty:
         live = Live(render(watcher.state, started), console=Console(), auto_refresh=False, transient=False,
@@ -66,10 +67,14 @@ async def _watch(watcher: PipelineWatcher, supervisor: Supervisor, args: argpars
     try:
         while deadline is None or time.monotonic() < deadline:
             await asyncio.sleep(1.0)
-            failed = supervisor.failed()
-            if failed:
-                _progress(f"FAILED: {failed[0]}")
-                return 1
+            for failure in supervisor.failed():
+                if not failure.name.startswith(("producer-", "simulator-")):
+                    _progress(f"FAILED: {failure}")  # the processor (or infra): nothing works without it
+                    return 1
+                if failure.name not in reported:  # one venue down: shown in red, the others go on
+                    reported.add(failure.name)
+                    _progress(f"{failure.name} is DOWN: {str(failure).splitlines()[0]}")
+                    watcher.state.errors.append(str(failure).splitlines()[0])
             await asyncio.to_thread(watcher.sample)
             if args.status_file:
                 tmp = Path(args.status_file + ".tmp")
