@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,9 +35,15 @@ from marketpipe.infra.ports import free_port
 from marketpipe.topics_admin import ensure_topics
 from schemas.registry import ContractRegistry
 
+_PRINT_LOCK = threading.Lock()
+
 
 def _progress(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    """One timestamped line, whole (start-up threads print at once: no line is split by another)."""
+    line = f"[{time.strftime('%H:%M:%S')}] {msg}\n"
+    with _PRINT_LOCK:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def _log_through(stream: TextIO) -> None:
