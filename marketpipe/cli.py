@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("smoke", help="infra up, register schemas, publish one event per contract, read them back")
     p.set_defaults(func=cmd_smoke)
     p = sub.add_parser("dev", help="the whole pipeline locally: infra, simulators, producers, processors, live view")
-    p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
+    p.add_argument("--duration", type=float, default=None, help="stop by itself this many seconds after 'pipeline up' (start-up not counted)")
     p.add_argument("--status-file", help="write the live view's state as JSON to this file every refresh")
     p.add_argument("--venues", default="rabbitx,drift,econia,binance,okx", help="comma-separated venues to run")
     p.add_argument("--no-view", action="store_true", help="plain progress lines instead of the live view")

@@ -53,7 +53,7 @@ def test_rendered_manifests_validate_against_kubernetes_schemas(values: Path, ve
     manifests = rendered[values.stem]
     assert manifests.objects
     unknown = _validate_all(manifests, version)
-    assert set(unknown) <= {"monitoring.coreos.com/v1/ServiceMonitor"}, unknown
+    assert set(unknown) <= {"monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule"}, unknown
 
 
 def test_default_values_render_and_validate(helm_bin: str) -> None:
