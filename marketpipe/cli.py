@@ -53,6 +53,20 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         print(f"{len(names)} schemas compatible with all released versions"
               + (f"; changed since the last release: {', '.join(pending)}" if pending else ""))
         return 0
+    if args.action == "asyncapi":
+        from pathlib import Path
+
+        from marketpipe import catalog
+
+        out_dir = Path(args.out) if args.out else catalog.DOCS_DIR
+        if args.check:
+            stale = catalog.stale(out_dir)
+            for name in stale:
+                print(f"STALE: {name} differs from `marketpipe schemas asyncapi` output; regenerate and commit it")
+            return 1 if stale else 0
+        for written in catalog.write(out_dir):
+            print(f"wrote {written}")
+        return 0
     if args.action == "list":
         from schemas.topics import ALL_TOPICS
 
@@ -160,10 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("infra", help="local Kafka (KRaft) + Apicurio registry: up | down | status")
     p.add_argument("action", choices=["up", "down", "status"])
     p.set_defaults(func=cmd_infra)
-    p = sub.add_parser("schemas", help="register | check | list the Avro contracts")
-    p.add_argument("action", choices=["register", "check", "list"])
+    p = sub.add_parser("schemas", help="register | check | list the Avro contracts | asyncapi: write the topic catalog (docs/)")
+    p.add_argument("action", choices=["register", "check", "list", "asyncapi"])
     p.add_argument("--url", help="registry URL (default: MARKETPIPE_REGISTRY_URL)")
     p.add_argument("--schema-dir", help="check this folder of .avsc files instead of schemas/avro")
+    p.add_argument("--out", help="asyncapi: folder for asyncapi.json + topics.md (default: docs/)")
+    p.add_argument("--check", action="store_true", help="asyncapi: fail if the files in --out are stale")
     p.set_defaults(func=cmd_schemas)
     p = sub.add_parser("smoke", help="infra up, register schemas, publish one event per contract, read them back")
     p.set_defaults(func=cmd_smoke)
