@@ -14,17 +14,18 @@ LIBRARY_EXAMPLE = '''\
 ```python
 import asyncio
 
-from marketpipe.consumer import BookFollower, ConsumerConfig, EventStream
+from marketpipe.consumer import BookFollower, ConsumerSettings, EventStream
 from schemas.topics import BOOK
 
 
 async def main() -> None:
-    config = ConsumerConfig(bootstrap="127.0.0.1:9092", registry_url="http://127.0.0.1:8080/apis/ccompat/v7",
-                            group_id="my-team-books")          # committed offsets: a restart resumes
-    books = BookFollower()                                     # SNAPSHOT / DELTA / RESET rules, dedup
-    async with EventStream(config, BOOK.name, venues={"drift"}) as events:
-        async for event in events:                             # decoded dicts, duplicates dropped
-            book = books.apply(event)
+    settings = ConsumerSettings(kafka_bootstrap="127.0.0.1:9092",
+                                registry_url="http://127.0.0.1:8080/apis/ccompat/v7",
+                                consumer_group_id="my-team-books")  # committed offsets: a restart resumes
+    books = BookFollower()                                          # SNAPSHOT / DELTA / RESET, dedup
+    async with EventStream(settings, BOOK.name, venues={"drift"}) as stream:
+        async for record in stream:                                 # decoded, duplicates dropped
+            book = books.apply(record.value)
             if book.in_sync:
                 print(book.market, book.best_bid(), book.best_ask(), book.depth(5))
 
