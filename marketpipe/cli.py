@@ -158,6 +158,13 @@ def cmd_query(args: argparse.Namespace) -> int:
     return query_main(args)
 
 
+def cmd_tail(args: argparse.Namespace) -> int:
+    from marketpipe import tail
+    from marketpipe.consumer import ConsumerSettings
+
+    return tail.main(args, _settings(ConsumerSettings))
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from marketpipe.dev.run import main as dev_main
 
@@ -219,6 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", default="1m")
     p.add_argument("--limit", type=int, default=None)
     p.set_defaults(func=cmd_query)
+    p = sub.add_parser("tail", help="print decoded events of a topic (console consumer): marketpipe tail trades")
+    p.add_argument("topic", help="topic name, contract (trade, book, ohlcv, ...) or short name (trades, ...)")
+    p.add_argument("--venue", action="append", help="only these venues (repeat or comma-separate)")
+    p.add_argument("--market", action="append", help="only these markets / accounts (repeat or comma-separate)")
+    p.add_argument("--from", dest="from_time", help="start at this time (ISO 8601, e.g. 2026-12-06T10:00:00Z); default: the end")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of a summary")
+    p.add_argument("--max-events", type=int, default=None, help="stop after this many events")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=cmd_tail)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -120,6 +120,8 @@ class EventStream:
         assert consumer is not None
         if self.start_at == "latest":
             await consumer.seek_to_end(*partitions)
+            for tp in partitions:  # resolve the end now: events published after start() are all read
+                await consumer.position(tp)
         elif self.start_at == "earliest":
             await consumer.seek_to_beginning(*partitions)
         else:
