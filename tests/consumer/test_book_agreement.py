@@ -14,8 +14,6 @@ import asyncio
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
 from marketpipe.consumer import BookFollower, ConsumerSettings, EventStream
 from marketpipe.infra.ports import free_port
 from marketpipe.infra.stack import Cluster
@@ -23,7 +21,6 @@ from producers.rabbitx import RabbitXFeed, RabbitXSettings
 from schemas.registry import ContractRegistry
 from schemas.topics import BOOK, market_key
 from simulators.rabbitx import RabbitXSimulator
-from tests.processors.conftest import ready_worker, session_tag, shared_worker, topic_prefix, writer  # noqa: F401
 from tests.processors.harness import EventWriter, Worker, poll_json, worker_env
 from tests.rabbitx.conftest import books_caught_up, sim_config
 from tests.waiting import wait_until
@@ -105,10 +102,9 @@ async def test_library_books_equal_processor_books_after_simulator_run_with_gaps
         worker.stop()
 
 
-@pytest.mark.usefixtures("ready_worker")
 async def test_library_and_processor_agree_on_topic_level_gaps_stale_and_duplicate_updates(
-        cluster: Cluster, registry: ContractRegistry, ready_worker: Worker, writer: EventWriter,  # noqa: F811
-        topic_prefix: str, unique: str) -> None:  # noqa: F811
+        cluster: Cluster, registry: ContractRegistry, ready_worker: Worker, writer: EventWriter,
+        topic_prefix: str, unique: str) -> None:
     venue = f"agree{unique}"
     b = writer.book
     # market A: chain break without RESET (prev 103 != 102) -> both discard and wait; deltas while waiting dropped

@@ -54,3 +54,19 @@ def test_dedup_window_is_bounded() -> None:
     assert len(d) == 2 and d.duplicates == 2
     with pytest.raises(ValueError):
         Deduplicator(window=0)
+
+
+def test_the_library_is_independent_of_the_processors() -> None:
+    """A downstream team's implementation of the contract: schemas/ and marketpipe only, never processors/."""
+    import ast
+    from pathlib import Path
+
+    import marketpipe.consumer
+
+    offenders = []
+    for path in Path(marketpipe.consumer.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("processors", "producers")]
+    assert offenders == []

@@ -20,7 +20,6 @@ from typing import Any
 from marketpipe.infra.stack import Cluster
 from schemas.registry import ContractRegistry
 from schemas.topics import BOOK, market_key
-from tests.processors.conftest import ready_worker, session_tag, shared_worker, topic_prefix, writer  # noqa: F401
 from tests.processors.harness import EventWriter, Worker, now_us, poll_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,8 +74,8 @@ def _past_minute() -> int:
 
 
 async def test_candle_reader_example_equals_the_processor_candles(
-        ready_worker: Worker, writer: EventWriter, cluster: Cluster, unique: str,  # noqa: F811
-        topic_prefix: str) -> None:  # noqa: F811
+        ready_worker: Worker, writer: EventWriter, cluster: Cluster, unique: str,
+        topic_prefix: str) -> None:
     venue, market = f"exc{unique}", "BTC-USD"
     m = _past_minute()
     t = m + 50 * S
