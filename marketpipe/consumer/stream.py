@@ -7,6 +7,8 @@
 - Values are decoded with the writer schema fetched from the registry by the id in the Confluent header
   (`schemas.registry.ContractRegistry.decode`), so every schema version reads.
 - Duplicates (same `event_id`) are dropped within a bounded window (`consumer_dedup_window`).
+- A record that is not Confluent-framed Avro (or whose body is corrupt) is counted (`malformed`), logged with
+  topic/partition/offset and skipped; an unreachable registry or an unknown schema id raises.
 - `venues` / `markets` filter on the record key (`<venue>:<market>`) before decoding.
 - Where to start: with `consumer_group_id` set, from the group's committed offsets (auto-committed every
   5 s and on close: a restart resumes; delivery is at-least-once), else `consumer_auto_offset_reset`.
@@ -19,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +33,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from marketpipe.consumer.dedup import Deduplicator
 from marketpipe.consumer.settings import ConsumerSettings
 from schemas.registry import ContractRegistry
+from schemas.serde import FramingError
 from schemas.topics import parse_key
+
+log = logging.getLogger(__name__)
 
 Start = Literal["earliest", "latest"] | datetime
 
@@ -60,6 +66,7 @@ class EventStream:
         self.registry = registry or ContractRegistry(settings.registry_url, basic_auth=settings.registry_auth())
         self.dedup = Deduplicator(settings.consumer_dedup_window)
         self.filtered = 0
+        self.malformed = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._ends: dict[TopicPartition, int] | None = None
 
@@ -178,7 +185,13 @@ class EventStream:
         if not self._wanted(msg.key) or msg.value is None:
             self.filtered += 1
             return None
-        value = self.registry.decode(msg.value)
+        try:
+            value = self.registry.decode(msg.value)
+        except (FramingError, ValueError, EOFError, IndexError) as exc:  # not framed Avro, or a corrupt body
+            self.malformed += 1
+            log.warning("skipping malformed record %s[%d]@%d key=%r: %s", msg.topic, msg.partition, msg.offset,
+                        msg.key, exc)
+            return None
         event_id = value.get("event_id")
         if event_id is not None and self.dedup.seen(str(event_id)):
             return None

@@ -65,3 +65,21 @@ async def test_a_missing_topic_is_named(cluster: Cluster, registry: ContractRegi
     with pytest.raises(LookupError, match=f"nope{unique}.marketpipe.trades.v1 does not exist"):
         async with EventStream(s, TRADES.name, registry=registry):
             pass
+
+
+async def test_a_malformed_record_is_counted_and_skipped(cluster: Cluster, registry: ContractRegistry,
+                                                         unique: str) -> None:
+    venue = f"st{unique}"
+    key = f"{venue}:BTC-USD".encode()
+    async with EventWriter(cluster.bootstrap, registry) as w:
+        await w.send(TRADES, key, b"not avro at all")
+        good = registry.framer("trade").encode({
+            "event_id": f"{unique}-ok", "venue": venue, "market": "BTC-USD", "venue_symbol": "BTCUSD",
+            "exchange_ts": now_us(), "receive_ts": now_us(), "trade_id": "1", "price": "1", "size": "1",
+            "side": "BUY", "liquidation": None})
+        await w.send(TRADES, key, good[:-3])  # a truncated body
+        await w.send(TRADES, key, good)
+        await w.flush()
+    async with EventStream(settings(cluster), TRADES.name, venues={venue}, registry=registry) as stream:
+        got = await stream.read_to_end(timeout_s=120)
+        assert [r.value["event_id"] for r in got] == [f"{unique}-ok"] and stream.malformed == 2
