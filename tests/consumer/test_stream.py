@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -14,13 +15,13 @@ from schemas.topics import TRADES
 from tests.processors.harness import EventWriter, now_us
 
 
-def settings(cluster: Cluster, **kw: object) -> ConsumerSettings:
+def settings(cluster: Cluster, **kw: Any) -> ConsumerSettings:
     return ConsumerSettings(kafka_bootstrap=cluster.bootstrap, registry_url=cluster.registry_url, **kw)
 
 
-async def ids(cluster: Cluster, registry: ContractRegistry, venue: str, **kw: object) -> list[str]:
+async def ids(cluster: Cluster, registry: ContractRegistry, venue: str, **kw: Any) -> list[str]:
     start = kw.pop("start", "earliest")
-    async with EventStream(settings(cluster, **kw), TRADES.name, venues={venue}, start=start,  # type: ignore[arg-type]
+    async with EventStream(settings(cluster, **kw), TRADES.name, venues={venue}, start=start,
                            registry=registry) as stream:
         return [r.value["event_id"] for r in await stream.read_to_end(timeout_s=120)]
 
