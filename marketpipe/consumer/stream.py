@@ -189,8 +189,8 @@ class EventStream:
             value = self.registry.decode(msg.value)
         except (FramingError, ValueError, EOFError, IndexError) as exc:  # not framed Avro, or a corrupt body
             self.malformed += 1
-            log.warning("skipping malformed record %s[%d]@%d key=%r: %s", msg.topic, msg.partition, msg.offset,
-                        msg.key, exc)
+            log.warning("skipping malformed record %s[%d]@%d key=%r: %s: %s", msg.topic, msg.partition,
+                        msg.offset, msg.key, type(exc).__name__, exc)
             return None
         event_id = value.get("event_id")
         if event_id is not None and self.dedup.seen(str(event_id)):
