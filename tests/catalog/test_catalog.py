@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +72,20 @@ def test_document_states_every_topic_fact_from_topics_py() -> None:
     assert "revision" in by_address[OHLCV.name][1]["description"]
 
 
-def test_check_flag_fails_on_a_stale_copy_and_passes_after_regeneration(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "marketpipe.cli", "schemas", "asyncapi", "--out", str(tmp_path)]
-    assert subprocess.run([*cmd, "--check"], capture_output=True, text=True).returncode == 1  # missing
-    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
-    assert subprocess.run([*cmd, "--check"], capture_output=True, text=True).returncode == 0
+def test_check_flag_fails_on_a_stale_copy_and_passes_after_regeneration(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from marketpipe.cli import main
+
+    args = ["schemas", "asyncapi", "--out", str(tmp_path)]
+    assert main([*args, "--check"]) == 1  # nothing written yet
+    assert main(args) == 0
+    assert main([*args, "--check"]) == 0
     md = tmp_path / "topics.md"
     md.write_text(md.read_text().replace("murmur2", "round-robin"))
-    res = subprocess.run([*cmd, "--check"], capture_output=True, text=True)
-    assert res.returncode == 1 and "STALE" in res.stdout and "topics.md" in res.stdout
+    capsys.readouterr()
+    assert main([*args, "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "STALE" in out and "topics.md" in out and "asyncapi.json" not in out
 
 
 def _parser_dir() -> Path:
