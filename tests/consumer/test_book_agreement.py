@@ -21,7 +21,7 @@ from producers.rabbitx import RabbitXFeed, RabbitXSettings
 from schemas.registry import ContractRegistry
 from schemas.topics import BOOK, market_key
 from simulators.rabbitx import RabbitXSimulator
-from tests.processors.harness import EventWriter, Worker, poll_json, worker_env
+from tests.processors.harness import EventWriter, Worker, delete_topics, poll_json, worker_env
 from tests.rabbitx.conftest import books_caught_up, sim_config
 from tests.waiting import wait_until
 
@@ -100,6 +100,7 @@ async def test_library_books_equal_processor_books_after_simulator_run_with_gaps
     finally:
         await sim.stop()
         worker.stop()
+        await asyncio.to_thread(delete_topics, cluster.bootstrap, (f"test-agree-{unique}",))  # its changelogs
 
 
 async def test_library_and_processor_agree_on_topic_level_gaps_stale_and_duplicate_updates(
