@@ -53,6 +53,20 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         print(f"{len(names)} schemas compatible with all released versions"
               + (f"; changed since the last release: {', '.join(pending)}" if pending else ""))
         return 0
+    if args.action == "asyncapi":
+        from pathlib import Path
+
+        from marketpipe import catalog
+
+        out_dir = Path(args.out) if args.out else catalog.DOCS_DIR
+        if args.check:
+            stale = catalog.stale(out_dir)
+            for name in stale:
+                print(f"STALE: {name} differs from `marketpipe schemas asyncapi` output; regenerate and commit it")
+            return 1 if stale else 0
+        for written in catalog.write(out_dir):
+            print(f"wrote {written}")
+        return 0
     if args.action == "list":
         from schemas.topics import ALL_TOPICS
 
@@ -144,6 +158,13 @@ def cmd_query(args: argparse.Namespace) -> int:
     return query_main(args)
 
 
+def cmd_tail(args: argparse.Namespace) -> int:
+    from marketpipe import tail
+    from marketpipe.consumer import ConsumerSettings
+
+    return tail.main(args, _settings(ConsumerSettings))
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from marketpipe.dev.run import main as dev_main
 
@@ -162,10 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--brokers", type=int, default=1, choices=[1, 3],
                    help="KRaft nodes (broker + controller each); 3: replication factor 3, min.insync.replicas 2")
     p.set_defaults(func=cmd_infra)
-    p = sub.add_parser("schemas", help="register | check | list the Avro contracts")
-    p.add_argument("action", choices=["register", "check", "list"])
+    p = sub.add_parser("schemas", help="register | check | list the Avro contracts | asyncapi: write the topic catalog (docs/)")
+    p.add_argument("action", choices=["register", "check", "list", "asyncapi"])
     p.add_argument("--url", help="registry URL (default: MARKETPIPE_REGISTRY_URL)")
     p.add_argument("--schema-dir", help="check this folder of .avsc files instead of schemas/avro")
+    p.add_argument("--out", help="asyncapi: folder for asyncapi.json + topics.md (default: docs/)")
+    p.add_argument("--check", action="store_true", help="asyncapi: fail if the files in --out are stale")
     p.set_defaults(func=cmd_schemas)
     p = sub.add_parser("smoke", help="infra up, register schemas, publish one event per contract, read them back")
     p.set_defaults(func=cmd_smoke)
@@ -205,6 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", default="1m")
     p.add_argument("--limit", type=int, default=None)
     p.set_defaults(func=cmd_query)
+    p = sub.add_parser("tail", help="print decoded events of a topic (console consumer): marketpipe tail trades")
+    p.add_argument("topic", help="topic name, contract (trade, book, ohlcv, ...) or short name (trades, ...)")
+    p.add_argument("--venue", action="append", help="only these venues (repeat or comma-separate)")
+    p.add_argument("--market", action="append", help="only these markets / accounts (repeat or comma-separate)")
+    p.add_argument("--from", dest="from_time", help="start at this time (ISO 8601, e.g. 2026-12-06T10:00:00Z); default: the end")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of a summary")
+    p.add_argument("--max-events", type=int, default=None, help="stop after this many events")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=cmd_tail)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 
