@@ -7,6 +7,8 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -43,9 +45,22 @@ def java_consumer_jar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project / "target" / JAR
 
 
+def apicurio_v3_version(registry_url: str) -> str | None:
+    """The registry's version when it serves Apicurio's v3 API (what the example's 3.x serde talks), else None."""
+    base = registry_url.rstrip("/").removesuffix("/apis/ccompat/v7")
+    try:
+        with urllib.request.urlopen(f"{base}/apis/registry/v3/system/info", timeout=30) as resp:
+            return str(json.load(resp).get("version"))
+    except (urllib.error.URLError, ValueError):
+        return None
+
+
 @pytest.mark.timeout(1200)
-def test_java_consumer_reads_every_topic(java_consumer_jar: Path, every_contract: Batch,
+def test_java_consumer_reads_every_topic(registry_url: str, java_consumer_jar: Path, every_contract: Batch,
                                          consumer_env: dict[str, str]) -> None:
+    if apicurio_v3_version(registry_url) is None:
+        pytest.skip(f"{registry_url} is not an Apicurio 3.x registry (no /apis/registry/v3; Apicurio 2.6 runs when "
+                    "no Java 21+ is installed): Apicurio's 3.x serde needs the v3 API (examples/java/README.md)")
     res = subprocess.run(["java", "-jar", str(java_consumer_jar), "--from-timestamp", str(every_contract.since_ms),
                           "--timeout", "180"], env=consumer_env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-4000:]
