@@ -9,10 +9,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import fastavro
+from confluent_kafka.schema_registry import Schema
+
 from marketpipe.settings import PublisherSettings
 from producers.publisher import KafkaPublisher
-from schemas import topics
+from schemas import contracts, topics
 from schemas.registry import ContractRegistry
+from schemas.serde import AvroFramer
 from tests.foundation.samples import samples
 
 
@@ -28,6 +32,7 @@ class Written:
 class Batch:
     since_ms: int  # record timestamps of the batch are at or after this
     by_event_id: dict[str, Written]
+    older_writer_ids: list[int]  # registry ids of the released older schema versions written with
 
 
 def record_key(spec: topics.TopicSpec, record: dict[str, Any]) -> bytes:
@@ -36,28 +41,65 @@ def record_key(spec: topics.TopicSpec, record: dict[str, Any]) -> bytes:
     return topics.market_key(record["venue"], record["market"])
 
 
+def older_writers(registry: ContractRegistry, run: str) -> list[tuple[str, int, AvroFramer]]:
+    """Framers for every released schema version older than the working tree's (a producer not yet rolled).
+
+    Registered under subjects of their own, so the topics' subjects are left as they are: consumers find a
+    writer schema by the framed id alone, whatever subject holds it.
+    """
+    out = []
+    for name in contracts.schema_names():
+        for version, schema in contracts.released_versions(name):
+            if schema == contracts.schema_json(name):
+                continue
+            subject = f"consumer-proof-{run}-{name}-v{version}-value"
+            text = json.dumps(schema, separators=(",", ":"), sort_keys=True)
+            schema_id = registry.client.register_schema(subject, Schema(text, "AVRO"))
+            out.append((name, schema_id, AvroFramer(schema_id, fastavro.parse_schema(schema))))
+    return out
+
+
+def as_older(record: dict[str, Any], framer: AvroFramer) -> dict[str, Any] | None:
+    """The record as an older writer wrote it: without the fields its schema lacks (None when it could not
+    have written it, e.g. a gap marker before gap markers existed)."""
+    names = {f["name"] for f in framer.parsed["fields"]}
+    if any(v not in (None, False) for k, v in record.items() if k not in names):
+        return None
+    return {k: v for k, v in record.items() if k in names}
+
+
 async def publish_every_contract(settings: PublisherSettings, registry: ContractRegistry) -> Batch:
-    """Every sample of every contract (all account kinds, gap markers, book kinds), with run-unique event ids."""
+    """Every sample of every contract (all account kinds, gap markers, book kinds), with run-unique event ids,
+    written with the current schemas and, where a released older version exists, with that one too."""
     run = uuid.uuid4().hex[:10]
     since_ms = int(time.time() * 1000) - 1000  # margin: the producer stamps records with its own clock
     written: dict[str, Written] = {}
+    older = older_writers(registry, run)
     publisher = KafkaPublisher(settings, client_id=f"consumer-proof-{run}")
     await publisher.start()
+
+    async def publish(spec: topics.TopicSpec, framer: AvroFramer, record: dict[str, Any]) -> None:
+        raw = framer.encode(record)
+        decoded = registry.decode(raw)  # marketpipe's serde, writer schema fetched by the framed id
+        assert decoded == record, f"marketpipe's own serde does not round-trip {spec.schema} id {framer.schema_id}"
+        key = record_key(spec, record)
+        await publisher.publish(spec, key, raw)
+        written[record["event_id"]] = Written(spec.name, key.decode(), raw, decoded)
+
     try:
         for schema, records in samples().items():
             spec = topics.BY_SCHEMA[schema]
             for sample in records:
-                record = {**sample, "event_id": f"proof-{run}:{sample['event_id']}"}
-                raw = registry.framer(schema).encode(record)
-                decoded = registry.decode(raw)
-                assert decoded == record, f"marketpipe's own serde does not round-trip {schema}"
-                key = record_key(spec, record)
-                await publisher.publish(spec, key, raw)
-                written[record["event_id"]] = Written(spec.name, key.decode(), raw, decoded)
+                await publish(spec, registry.framer(schema), {**sample, "event_id": f"proof-{run}:{sample['event_id']}"})
+                for name, schema_id, framer in older:
+                    old = as_older(sample, framer) if name == schema else None
+                    if old is not None:
+                        await publish(spec, framer, {**old, "event_id": f"proof-{run}:{sample['event_id']}:id{schema_id}"})
     finally:
         await publisher.stop(timeout=60)
     assert {w.topic for w in written.values()} == {t.name for t in topics.ALL_TOPICS}
-    return Batch(since_ms, written)
+    assert older, "no released older schema version to write with"
+    return Batch(since_ms, written, [schema_id for _, schema_id, _ in older])
 
 
 def field_diffs(wrote: Any, decoded: Any, path: str) -> list[str]:
