@@ -77,12 +77,15 @@ def read_to_end(consumer: DeserializingConsumer, topics: list[str] | None, from_
             print(f"timed out after {timeout_s}s before reaching the end offsets", file=sys.stderr)
             return 4
         try:
-            msg = consumer.poll(0.5)
+            msg: Any = consumer.poll(0.5)
         except (KeyDeserializationError, ValueDeserializationError) as exc:  # counted, logged, skipped
-            bad = exc.kafka_message
+            bad: Any = exc.kafka_message
             undecodable += 1
-            position[(bad.topic(), bad.partition())] = bad.offset() + 1
-            print(f"undecodable record {bad.topic()}-{bad.partition()}@{bad.offset()}: {exc}", file=sys.stderr)
+            if bad is not None:
+                position[(bad.topic(), bad.partition())] = bad.offset() + 1
+                print(f"undecodable record {bad.topic()}-{bad.partition()}@{bad.offset()}: {exc}", file=sys.stderr)
+            else:
+                print(f"undecodable record: {exc}", file=sys.stderr)
             continue
         if msg is None:
             continue
