@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -77,3 +80,47 @@ def test_java_consumer_reads_every_topic(registry_url: str, java_consumer_jar: P
         spec = next(t for t in ALL_TOPICS if t.name == rows[0]["topic"])
         contract = json.loads(contracts.schema_text(spec.schema))
         assert rows[0]["schema"] == f"{contract['namespace']}.{contract['name']}", event_id
+
+
+@pytest.mark.timeout(1200)
+def test_java_consumer_follow_mode_reads_every_topic_with_a_group(registry_url: str, java_consumer_jar: Path,
+                                                                 every_contract: Batch,
+                                                                 consumer_env: dict[str, str]) -> None:
+    if apicurio_v3_version(registry_url) is None:
+        pytest.skip(f"{registry_url} is not an Apicurio 3.x registry (see test_java_consumer_reads_every_topic)")
+    lines: list[str] = []
+    wanted = set(every_contract.by_event_id)
+    proc = subprocess.Popen(["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-jar", str(java_consumer_jar),
+                             "--follow", "--group", f"proof-{uuid.uuid4().hex[:8]}"],
+                            env=consumer_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stderr: list[str] = []
+
+    def pump(stream: IO[str], into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
+
+    readers = [threading.Thread(target=pump, args=(proc.stdout, lines), daemon=True),
+               threading.Thread(target=pump, args=(proc.stderr, stderr), daemon=True)]
+    for r in readers:
+        r.start()
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            got = {json.loads(line)["value"]["event_id"] for line in list(lines) if line.strip()}
+            if wanted <= got:
+                break
+            time.sleep(0.5)
+    finally:
+        proc.terminate()  # SIGTERM: the shutdown hook wakes the poll loop, the consumer leaves its group
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail("the Java consumer did not stop within 60 s of SIGTERM")
+    for r in readers:
+        r.join(timeout=10)
+    assert not [line for line in stderr if line.startswith("undecodable")], "".join(stderr)[-4000:]
+    seen, diffs = compare_json_lines(every_contract, "".join(lines))
+    assert not diffs, "\n".join(diffs[:50]) + "\n" + "".join(stderr)[-2000:]
+    assert {rows[0]["topic"] for rows in seen.values()} == {t.name for t in ALL_TOPICS}

@@ -53,10 +53,13 @@ public final class TopicsConsumer {
         Options opts = Options.parse(args);
         Properties props = consumerProperties(opts);
         PrintStream out = new PrintStream(System.out, false, StandardCharsets.UTF_8);
+        int rc;
         try (KafkaConsumer<String, Object> consumer = new KafkaConsumer<>(props)) {
-            int rc = opts.follow ? follow(consumer, opts, out) : readToEnd(consumer, opts, out);
+            rc = opts.follow ? follow(consumer, opts, out) : readToEnd(consumer, opts, out);
             out.flush();
-            System.exit(rc);
+        }
+        if (!opts.follow) { // --follow ends on a signal: the JVM is already shutting down (System.exit would block)
+            System.exit(rc); // the registry client's threads would otherwise keep the JVM alive
         }
     }
 
