@@ -14,6 +14,7 @@ from simulators.binance import BinanceSimulator, MarketModel
 from simulators.drift import DriftSimulator
 from simulators.econia import EconiaSimulator
 from simulators.econia.exchange import ASK, BID
+from simulators.kraken import KrakenSimulator
 from simulators.okx import OkxSimulator
 from simulators.rabbitx import RabbitXSimulator, SimConfig
 
@@ -40,7 +41,9 @@ async def check_unknown(base: str, market: str) -> None:
 async def test_binance_and_okx_top() -> None:
     bn = BinanceSimulator([MarketModel("BTCUSDT", "BTC", "USDT", seed=3)], port=free_port())
     okx = OkxSimulator([MarketModel("BTC-USDT", "BTC", "USDT", seed=4, price_decimals=1)], port=free_port())
-    for sim, market in ((bn, "BTCUSDT"), (okx, "BTC-USDT")):
+    kraken = KrakenSimulator([MarketModel("BTC/USD", "BTC", "USD", seed=5, price_decimals=1)], port=free_port())
+    sims: list[tuple[Any, str]] = [(bn, "BTCUSDT"), (okx, "BTC-USDT"), (kraken, "BTC/USD")]
+    for sim, market in sims:
         await sim.start()
         try:
             for _ in range(30):
