@@ -122,6 +122,12 @@ PLANS: dict[str, VenuePlan] = {
                         _ccxt_env("kraken", lambda p: {"api.ws.publicV2": f"ws://127.0.0.1:{p}/v2"},
                                   markets=("BTC/USD",), book_depth=25, channels="book,trades,ticker"),
                         "ccxt", {"BTC-USD": "BTC/USD"}),
+    # Bybit v5 linear perpetuals (no kline in the simulator: candles come from the processors' trades)
+    "bybit": VenuePlan("bybit", _sim("bybit", "--rate", "10", "--duration", SIM_SECONDS, announces=False),
+                       _ccxt_env("bybit", lambda p: {"api.ws.public.linear": f"ws://127.0.0.1:{p}/v5/public/linear"},
+                                 markets=("BTC/USDT:USDT",), fetch_types=("linear",), book_depth=50,
+                                 channels="book,trades,ticker"),
+                       "ccxt", {"BTC-USDT-PERP": "BTCUSDT"}),
 }
 
 

@@ -124,24 +124,7 @@ async def test_kraken_without_checksum_verification_keeps_a_wrong_level(cluster,
             lost_size = btc.bids[lost]
             await steps(sim, 1)  # an update whose checksum would have shown the loss
             assert btc.bids.get(lost) == lost_size  # the next step did not touch that level (seeded walk)
-            final_ts = btc.now_ms * 1000
-
-            async def latest() -> list[dict]:
-                return await run.events(BOOK, "BTC-USD")
-
-            events: list[dict] = []
-
-            async def caught_up() -> bool:
-                nonlocal events
-                events = await latest()
-                return any(e["exchange_ts"] == final_ts for e in events)
-
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 15
-            while not await caught_up():
-                assert loop.time() < deadline, "the last update never reached Kafka"
-                await asyncio.sleep(0.2)
-            book = replay_book(events)
+            book = replay_book(await run.events_reaching(BOOK, "BTC-USD", btc.now_ms * 1000))
             assert book.in_sync and book.resets == []
             assert lost in book.bids and book.bids[lost] != lost_size  # a wrong level in Kafka
             assert sim.book_subscribes["BTC/USD"] == 1

@@ -95,6 +95,16 @@ def test_kraken_is_a_ccxt_deployment_of_its_own(rendered: dict[str, Manifests]) 
     assert "ccxt" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
+def test_bybit_is_a_ccxt_deployment_of_linear_perpetuals(rendered: dict[str, Manifests]) -> None:
+    m = rendered["multi-venue-values"]
+    dep = m.get("Deployment", f"{FULL}-bybit")
+    env = env_of(m, dep)
+    assert (env["MARKETPIPE_EXCHANGE"], env["MARKETPIPE_BOOK_DEPTH"], env["MARKETPIPE_MARKETS"]) == \
+        ("bybit", "50", '["BTC/USDT:USDT"]')
+    assert json.loads(env["MARKETPIPE_CCXT_OPTIONS"]) == {"fetchMarkets": {"types": ["linear"]}}
+    assert "ccxt" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 @pytest.mark.parametrize(("credentials", "expected"), [
     ({"keys": {"api_key": "k"}}, "set credentials.existingSecret"),
     ({"existingSecret": "s"}, "credentials.keys maps no setting"),
