@@ -77,7 +77,7 @@ class MarketDataChannels(ChannelHost):
         delay = s.trade_recovery_retry_delay
         for attempt in range(s.trade_recovery_attempts):
             try:
-                got = await history.fetch_range(m.symbol, after, before)
+                got = await history.fetch_range(m.symbol, after, before, after_ts=m.last_trade_ts)
                 error = None
                 break
             except asyncio.CancelledError:

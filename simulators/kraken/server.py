@@ -16,13 +16,15 @@ docs (venues.md section 5.3):
   top 10 bids (high to low), each ``price`` then ``qty`` with the ``.`` removed and leading zeros stripped,
   from the wire text.
 - ``trade`` (``trade_id`` consecutive per pair, no snapshot unless asked) and ``ticker`` (a snapshot on
-  subscribe, then an update on every trade).
+  subscribe, then an update on every trade); REST ``GET /0/public/Trades?pair=&since=`` replays trades by
+  time (``since`` a nanosecond cursor, ``last`` the next one).
 - Prices and quantities are JSON **numbers** written with the pair's fixed decimals (``30000.0``,
   ``0.50000000``): the trailing zeros are part of the wire text the checksum is computed from.
 
 Scenarios: ``wrong_checksum_next(symbol)`` (one update's checksum is off by one, its content right),
 ``lose_update_next(symbol)`` (one step also changes the 5th best bid, and its update is never sent:
-only the next update's checksum shows it; trades hit the best level, so they do not heal it), ``disconnect_all()``.
+only the next update's checksum shows it; trades hit the best level, so they do not heal it), ``disconnect_all()``,
+``accepting = False`` (an outage: sockets cannot be opened while the market keeps trading).
 """
 
 from __future__ import annotations
@@ -128,6 +130,8 @@ class KrakenSimulator:
         self.book_subscribes: defaultdict[str, int] = defaultdict(int)  # snapshots sent per symbol
         self.refused: list[str] = []  # errors sent back to subscribe/unsubscribe requests
         self.last_ticker: dict[str, dict[str, str]] = {}  # symbol -> the last ticker sent (wire text)
+        self.accepting = True  # False: WebSocket upgrades are refused (an outage; REST still answers)
+        self.trades_sent: defaultdict[str, set[int]] = defaultdict(set)  # symbol -> trade ids sent on a socket
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -136,6 +140,7 @@ class KrakenSimulator:
         app.router.add_get("/0/public/Assets", self._assets)
         app.router.add_get("/0/public/AssetPairs", self._asset_pairs)
         app.router.add_get("/0/public/Time", self._time)
+        app.router.add_get("/0/public/Trades", self._trades)
         app.router.add_get("/v2", self._ws)
         self._runner, self.port = await serve_app(app, self.port, self.host)
 
@@ -188,12 +193,38 @@ class KrakenSimulator:
                 "costmin": "0.5", "tick_size": m.px(m.tick), "status": "online"}
         return json_response({"error": [], "result": result})
 
+    async def _trades(self, request: web.Request) -> web.Response:
+        """``GET /0/public/Trades?pair=&since=&count=``: trades after ``since`` (seconds, or a nanosecond
+        cursor), oldest first, at most ``count`` (default and max 1000); rows ``[price, volume, time, side,
+        type, misc, trade_id]`` with prices padded to 5 decimals as in Kraken's REST example; ``last`` is the
+        nanosecond cursor of the last row."""
+        self.requests[request.path] += 1
+        q = request.query
+        m = next((m for s, m in self.markets.items() if self.pairs[s].pair_id == q.get("pair")
+                  or self.pairs[s].altname == q.get("pair")), None)
+        if m is None:
+            return json_response({"error": ["EQuery:Unknown asset pair"]})
+        try:
+            since = int(q.get("since", "0") or "0")
+            count = min(int(q.get("count", "1000")), 1000)
+        except ValueError:
+            return json_response({"error": ["EGeneral:Invalid arguments"]})
+        since_ns = since * 1_000_000_000 if since < 10**12 else since
+        rows = [t for t in m.trades if t.ts_ms * 1_000_000 > since_ns][:count]
+        last = rows[-1].ts_ms * 1_000_000 if rows else since_ns
+        pair = self.pairs[m.symbol].pair_id
+        return json_response({"error": [], "result": {pair: [
+            [f"{Decimal(t.price):.5f}", t.size, t.ts_ms / 1000, t.taker_side[0], "m", "", t.trade_id] for t in rows],
+            "last": str(last)}})
+
     async def _time(self, request: web.Request) -> web.Response:
         now = max((m.now_ms for m in self.markets.values()), default=0)
         return json_response({"error": [], "result": {"unixtime": now // 1000, "rfc1123": ""}})
 
     # -- WebSocket ---------------------------------------------------------------------------
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        if not self.accepting:  # an outage: the socket cannot be opened (HTTP 503), the market moves on
+            raise web.HTTPServiceUnavailable(text="simulated outage")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         conn = _Conn(ws)
@@ -363,6 +394,7 @@ class KrakenSimulator:
                 "ord_type": "market", "trade_id": t.trade_id, "timestamp": _iso(t.ts_ms)}]}
             for conn in self._subscribed("trade", symbol):
                 await self._send(conn, payload)
+                self.trades_sent[symbol].add(t.trade_id)
         if result.changes:
             true_checksum = self._checksum(m)
             for conn in self._subscribed("book", symbol):
