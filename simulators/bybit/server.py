@@ -21,7 +21,8 @@ public WebSocket docs:
 
 Scenarios: ``skip_delta_next(symbol)`` (one delta is never delivered: the next ``u`` jumps),
 ``restart_service_next(symbol)`` (the next book message is a snapshot with ``u`` = 1, as after a Bybit
-service restart), ``disconnect_all()``.
+service restart), ``disconnect_all()``, ``accepting = False`` (an outage: sockets cannot be opened while the
+market keeps trading; ``publicTrade`` has no replay and its ids say nothing about holes).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class BybitSimulator:
         self.book_snapshots: defaultdict[str, int] = defaultdict(int)  # symbol -> snapshots sent on subscribe
         self.refused: list[str] = []
         self.last_ticker: dict[str, dict[str, str]] = {}  # symbol -> the full ticker state last sent
+        self.accepting = True  # False: WebSocket upgrades are refused (an outage; REST still answers)
+        self.trades_sent: defaultdict[str, list[int]] = defaultdict(list)  # symbol -> trade numbers sent, in order
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -145,6 +148,8 @@ class BybitSimulator:
 
     # -- WebSocket ---------------------------------------------------------------------------
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        if not self.accepting:  # an outage: the socket cannot be opened (HTTP 503), the market moves on
+            raise web.HTTPServiceUnavailable(text="simulated outage")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         conn = _Conn(ws)
@@ -286,8 +291,11 @@ class BybitSimulator:
             "T": t.ts_ms, "s": symbol, "S": "Buy" if t.taker_side == "buy" else "Sell", "v": t.size, "p": t.price,
             "L": "ZeroPlusTick", "i": trade_uuid(t.trade_id), "BT": False, "RPI": False,
             "seq": self.cross_seq[symbol]} for t in trades]}
-        for conn in self._subscribed(topic):
+        conns = self._subscribed(topic)
+        for conn in conns:
             await self._send(conn, payload)
+        if conns:
+            self.trades_sent[symbol].extend(t.trade_id for t in trades)
 
     async def _publish_book(self, symbol: str, m: MarketModel) -> None:
         restart = symbol in self._restart

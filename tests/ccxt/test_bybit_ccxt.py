@@ -2,8 +2,9 @@
 
 Two markets; the faults hit BTCUSDT only: a delta that never arrives (a gap in ``u``, which ccxt does not
 check: our check must resync), a service-side snapshot reset mid-stream (``u`` = 1: not a gap, a new book),
-and a disconnect. Kafka must hold, per market, exactly the simulator's book, every trade once and the
-ticker state (snapshot + merged partial deltas) the venue sent last. The control run switches our check
+and an outage (sockets refused while the market trades on). Kafka must hold, per market, exactly the
+simulator's book, every trade the venue sent once (and one gap marker where the outage's trades are missing:
+Bybit has no replay for them) and the ticker state (snapshot + merged partial deltas) the venue sent last. The control run switches our check
 off: the lost delta then leaves Kafka's book wrong.
 """
 
@@ -71,8 +72,12 @@ async def test_bybit_books_trades_tickers_survive_u_gap_service_reset_and_discon
             await steps(sim, 20)
             sim.restart_service_next("BTCUSDT")  # a snapshot with u = 1 mid-stream
             await steps(sim, 20)
+            sim.accepting = False  # an outage: the market trades on while the producer cannot connect
             await sim.disconnect_all()
-            await wait_for(lambda: subscribed(sim), 20, "resubscribed after the disconnect")
+            outage_from = btc.next_trade_id, eth.next_trade_id
+            await steps(sim, 8)
+            sim.accepting = True
+            await wait_for(lambda: subscribed(sim), 20, "resubscribed after the outage")
             await steps(sim, 15)
 
             assert sim.refused == [], sim.refused  # never a second subscribe to a live topic
@@ -85,11 +90,25 @@ async def test_bybit_books_trades_tickers_survive_u_gap_service_reset_and_discon
                 deltas = [e for e in events if e["kind"] == "DELTA"]
                 assert len(deltas) > 30 and all(e["sequence"] is not None for e in deltas)
 
-                trades = await run.events(TRADES, market)
-                sim_trades = [t for t in sim.markets[symbol].trades if t.trade_id >= first_trade[symbol]]
-                assert len(sim_trades) > 20
+                # every trade the venue sent, once and in order; the outage's trades are gone (no replay, UUID
+                # ids) and the stream says so: one open-ended gap marker where they are missing
+                events = await run.events(TRADES, market)
+                sent = [t for t in sim.markets[symbol].trades if t.trade_id in set(sim.trades_sent[symbol])
+                        and t.trade_id >= first_trade[symbol]]
+                missed = [t for t in sim.markets[symbol].trades if t.trade_id >= first_trade[symbol]
+                          and t.trade_id not in set(sim.trades_sent[symbol])]
+                assert len(sent) > 20 and missed and all(t.trade_id >= outage_from[symbol == "ETHUSDT"]
+                                                         for t in missed)
+                trades = [e for e in events if e["gap"] is None]
                 assert [(t["trade_id"], t["price"], t["size"], t["side"]) for t in trades] == \
-                    [(trade_uuid(t.trade_id), t.price, t.size, t.taker_side.upper()) for t in sim_trades]
+                    [(trade_uuid(t.trade_id), t.price, t.size, t.taker_side.upper()) for t in sent]
+                gaps = [i for i, e in enumerate(events) if e["gap"] is not None]
+                assert len(gaps) == 1, [events[i]["gap"] for i in gaps]
+                marker = events[gaps[0]]
+                before_outage = [t for t in sent if t.trade_id < outage_from[symbol == "ETHUSDT"]]
+                assert marker["gap"]["reason"] == "reconnect"
+                assert marker["gap"]["after_id"] == trade_uuid(before_outage[-1].trade_id)
+                assert gaps[0] == len(before_outage)  # right after the last trade before the outage
 
                 tickers = await run.events(TICKER, market)
                 last = sim.last_ticker[symbol]  # the snapshot with every delta merged, as the venue holds it
