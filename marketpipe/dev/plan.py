@@ -86,11 +86,15 @@ def _econia_env(sim: Component | None) -> dict[str, str]:
             "MARKETPIPE_API_TOKEN": _info(sim, "token")}
 
 
-def _ccxt_env(exchange: str, ws_overrides: Callable[[int], dict[str, str]]) -> Callable[[Component | None], dict[str, str]]:
+def _ccxt_env(exchange: str, ws_overrides: Callable[[int], dict[str, str]], markets: tuple[str, ...] = ("BTC/USDT",),
+              fetch_types: tuple[str, ...] = ("spot",), book_depth: int = 100,
+              channels: str | None = None) -> Callable[[Component | None], dict[str, str]]:
     def env(sim: Component | None) -> dict[str, str]:
-        out = {"MARKETPIPE_EXCHANGE": exchange, "MARKETPIPE_MARKETS": json.dumps(["BTC/USDT"]),
-               "MARKETPIPE_CCXT_OPTIONS": json.dumps({"fetchMarkets": {"types": ["spot"]}}),
-               "MARKETPIPE_BOOK_DEPTH": "100"}
+        out = {"MARKETPIPE_EXCHANGE": exchange, "MARKETPIPE_MARKETS": json.dumps(list(markets)),
+               "MARKETPIPE_CCXT_OPTIONS": json.dumps({"fetchMarkets": {"types": list(fetch_types)}}),
+               "MARKETPIPE_BOOK_DEPTH": str(book_depth)}
+        if channels is not None:
+            out["MARKETPIPE_CHANNELS"] = channels
         if sim is not None:
             port = _port(sim)
             out["MARKETPIPE_REST_BASE_OVERRIDE"] = f"http://127.0.0.1:{port}"
@@ -113,6 +117,17 @@ PLANS: dict[str, VenuePlan] = {
     "okx": VenuePlan("okx", _sim("okx", "--rate", "10", "--duration", SIM_SECONDS, announces=False),
                      _ccxt_env("okx", lambda p: {"api.ws": f"ws://127.0.0.1:{p}/ws/v5"}), "ccxt",
                      {"BTC-USDT": "BTC-USDT"}),
+    # Kraken WebSocket v2 (no ohlc in the simulator: candles come from the processors' trades)
+    "kraken": VenuePlan("kraken", _sim("kraken", "--rate", "10", "--duration", SIM_SECONDS, announces=False),
+                        _ccxt_env("kraken", lambda p: {"api.ws.publicV2": f"ws://127.0.0.1:{p}/v2"},
+                                  markets=("BTC/USD",), book_depth=25, channels="book,trades,ticker"),
+                        "ccxt", {"BTC-USD": "BTC/USD"}),
+    # Bybit v5 linear perpetuals (no kline in the simulator: candles come from the processors' trades)
+    "bybit": VenuePlan("bybit", _sim("bybit", "--rate", "10", "--duration", SIM_SECONDS, announces=False),
+                       _ccxt_env("bybit", lambda p: {"api.ws.public.linear": f"ws://127.0.0.1:{p}/v5/public/linear"},
+                                 markets=("BTC/USDT:USDT",), fetch_types=("linear",), book_depth=50,
+                                 channels="book,trades,ticker"),
+                       "ccxt", {"BTC-USDT-PERP": "BTCUSDT"}),
 }
 
 

@@ -85,6 +85,26 @@ def test_producer_credentials_come_from_the_referenced_secrets(rendered: dict[st
     assert not {k for k in okx if k.startswith("MARKETPIPE_API_")}
 
 
+def test_kraken_is_a_ccxt_deployment_of_its_own(rendered: dict[str, Manifests]) -> None:
+    m = rendered["multi-venue-values"]
+    dep = m.get("Deployment", f"{FULL}-kraken")
+    env = env_of(m, dep)
+    assert (env["MARKETPIPE_EXCHANGE"], env["MARKETPIPE_BOOK_DEPTH"], env["MARKETPIPE_MARKETS"]) == \
+        ("kraken", "25", '["BTC/USD","ETH/USD"]')
+    assert env["MARKETPIPE_CHANNELS"] == "book,trades,ticker"
+    assert "ccxt" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_bybit_is_a_ccxt_deployment_of_linear_perpetuals(rendered: dict[str, Manifests]) -> None:
+    m = rendered["multi-venue-values"]
+    dep = m.get("Deployment", f"{FULL}-bybit")
+    env = env_of(m, dep)
+    assert (env["MARKETPIPE_EXCHANGE"], env["MARKETPIPE_BOOK_DEPTH"], env["MARKETPIPE_MARKETS"]) == \
+        ("bybit", "50", '["BTC/USDT:USDT"]')
+    assert json.loads(env["MARKETPIPE_CCXT_OPTIONS"]) == {"fetchMarkets": {"types": ["linear"]}}
+    assert "ccxt" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 @pytest.mark.parametrize(("credentials", "expected"), [
     ({"keys": {"api_key": "k"}}, "set credentials.existingSecret"),
     ({"existingSecret": "s"}, "credentials.keys maps no setting"),
