@@ -1,13 +1,25 @@
-"""`marketpipe` command line: one entry point, one subcommand per job."""
+"""`marketpipe` command line: one entry point, one subcommand per job.
+
+Settings come from MARKETPIPE_* environment variables (`marketpipe produce <venue> --help` lists a venue's).
+A service whose settings are invalid, or that cannot reach Kafka or the schema registry, says so in one line
+per problem and exits with status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
+
+from marketpipe.cli_help import Parser, settings_table
+from marketpipe.venues import VENUES, Venue, by_name, dev_names, simulator_names
+
+PROG = "marketpipe"
 
 
 def _progress(msg: str) -> None:
@@ -95,29 +107,22 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0
 
 
-VENUES = ("rabbitx", "drift", "econia", "ccxt")
-
-
 def cmd_produce(args: argparse.Namespace) -> int:
     """Run one venue producer with settings from the environment (what the Helm chart runs)."""
-    import importlib
+    from marketpipe.service_start import run_producer
 
-    module = importlib.import_module(f"producers.{args.venue}")
-    return int(module.main() or 0)
+    return run_producer(args.venue_entry, f"{PROG} produce {args.venue}")
 
 
 def cmd_process(args: argparse.Namespace) -> int:
     """Run a faust worker of the processors with settings from the environment."""
-    import processors
+    from marketpipe.service_start import run_processor
 
-    return int(processors.main(args.faust_args) or 0)
+    return run_processor(f"{PROG} process", args.web_port, args.app_id)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    import importlib
-
-    module = importlib.import_module(f"simulators.{args.venue}.__main__")
-    return int(module.main(args.sim_args) or 0)
+    return int(importlib.import_module(args.simulator_module).serve(args) or 0)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -126,7 +131,9 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     from marketpipe.recording import run_recorder
 
-    asyncio.run(run_recorder(args.upstream, Path(args.out), args.port, args.duration))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(run_recorder(args.upstream, out, args.port, args.duration))
     return 0
 
 
@@ -150,62 +157,135 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return dev_main(args)
 
 
+def _venue_list(known: Sequence[str]):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> str:
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        unknown = [v for v in names if v not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown venues {unknown or [text]}; known: {', '.join(known)}")
+        return ",".join(names)
+    return parse
+
+
+def _venue_epilog(venue: Venue):  # type: ignore[no-untyped-def]
+    def epilog() -> str:
+        from marketpipe.venues import load_settings_class
+
+        fixed = ", ".join(f"{k}={v}" for k, v in venue.env.items())
+        head = f"producer: producers/{venue.producer}" + (f" with {fixed}" if fixed else "")
+        return head + "\n\n" + settings_table(load_settings_class(venue), fixed=venue.env)
+    return epilog
+
+
+def build_parser(registry: Sequence[Venue] = VENUES, *, simulator_options: bool = True) -> Parser:
+    """The whole command tree. Venue lists come from ``registry`` (marketpipe/venues.py).
+    ``simulator_options=False`` skips importing the simulators (only `simulate` needs their options)."""
+    parser = Parser(prog=PROG, description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = parser.add_command(sub, "infra", help="local Kafka (KRaft) + Apicurio registry for development")
+    p.add_argument("action", choices=["up", "down", "status"],
+                   help="up: start both (state in MARKETPIPE_STATE_DIR) and print export lines; down: stop them; "
+                        "status: JSON, exit 0 when both answer")
+    p.set_defaults(func=cmd_infra)
+
+    p = parser.add_command(sub, "schemas", help="register | check | list the Avro contracts")
+    p.add_argument("action", choices=["register", "check", "list"],
+                   help="register: into the registry; check: FULL_TRANSITIVE against schemas/released; "
+                        "list: topics and subjects")
+    p.add_argument("--url", help="registry URL (unset: MARKETPIPE_REGISTRY_URL, or `infra up`'s registry)")
+    p.add_argument("--schema-dir", help="check this folder of .avsc files (unset: schemas/avro)")
+    p.set_defaults(func=cmd_schemas)
+
+    p = parser.add_command(sub, "smoke", help="infra up, register schemas, publish one event per contract, "
+                                              "read them back")
+    p.set_defaults(func=cmd_smoke)
+
+    dev = dev_names(registry)
+    p = parser.add_command(sub, "dev", help="the whole pipeline locally: infra, simulators, producers, processors, "
+                                            "live view")
+    p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds "
+                                                                "(unset: run until Ctrl-C)")
+    p.add_argument("--status-file", help="write the live view's state as JSON to this file every refresh")
+    p.add_argument("--venues", type=_venue_list(dev), default=",".join(dev),
+                   help=f"comma-separated venues to run, of: {', '.join(dev)}")
+    p.add_argument("--no-view", action="store_true", help="plain progress lines instead of the live view")
+    p.set_defaults(func=cmd_dev)
+
+    p = parser.add_command(sub, "produce", help="run one venue producer (settings from MARKETPIPE_* environment; "
+                                                "`produce <venue> --help` lists them)")
+    venues_sub = p.add_subparsers(dest="venue", required=True, metavar="VENUE",
+                                  help=", ".join(v.name for v in registry))
+    for venue in registry:
+        vp = p.add_command(venues_sub, venue.name, help=venue.summary, epilog_factory=_venue_epilog(venue))
+        vp.set_defaults(func=cmd_produce, venue_entry=venue)
+
+    p = parser.add_command(sub, "process", help="run a faust processor worker (settings from "
+                                                "MARKETPIPE_PROCESSOR_* environment)")
+    p.add_argument("--web-port", type=int, help="query/metrics port (unset: MARKETPIPE_PROCESSOR_WEB_PORT)")
+    p.add_argument("--app-id", help="faust app id = consumer group (unset: MARKETPIPE_PROCESSOR_APP_ID)")
+    p.set_defaults(func=cmd_process)
+
+    p = parser.add_command(sub, "simulate", help="run a venue simulator on 127.0.0.1 (`simulate <venue> --help`)")
+    sims_sub = p.add_subparsers(dest="venue", required=True, metavar="VENUE",
+                                help=", ".join(simulator_names(registry)))
+    for venue in registry:
+        if venue.simulator_module is None:
+            continue
+        module = importlib.import_module(venue.simulator_module) if simulator_options else None
+        sp = p.add_command(sims_sub, venue.name, help=f"{venue.summary}: simulator",
+                           description=module.__doc__ if module else None)
+        if module is not None:
+            module.add_arguments(sp)
+        sp.set_defaults(func=cmd_simulate, simulator_module=venue.simulator_module)
+
+    p = parser.add_command(sub, "record", help="record a venue session (raw frames + receive times) through a proxy")
+    p.add_argument("upstream", help="venue base URL, e.g. wss://api.prod.rabbitx.io or http://127.0.0.1:PORT")
+    p.add_argument("--out", required=True, help="JSON-lines file to append to (its folder is created)")
+    p.add_argument("--port", type=int, default=0, help="local proxy port (0: any free port); point the producer's "
+                                                      "URLs here")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (unset: until Ctrl-C)")
+    p.set_defaults(func=cmd_record)
+
+    p = parser.add_command(sub, "replay", help="serve a recorded session to a producer (original or accelerated "
+                                               "speed)")
+    p.add_argument("recording", help="a JSON-lines file written by `marketpipe record`")
+    p.add_argument("--speed", type=float, default=1.0, help="time factor: 2 = twice as fast, 0 = as fast as possible")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port, printed)")
+    p.add_argument("--duration", type=float, default=600, help="stop after this many seconds")
+    p.set_defaults(func=cmd_replay)
+
+    p = parser.add_command(sub, "query", help="read books, candles and account state from the running processors")
+    p.add_argument("what", choices=["book", "top", "candles", "balances", "orders", "positions", "fills"],
+                   help="book: bid/ask ladder; top: best bid/ask; candles: table and chart; "
+                        "balances/orders/positions/fills: an account's")
+    p.add_argument("key", help="venue:market (book, top, candles) or venue:account (the others)")
+    p.add_argument("--url", default=os.environ.get("MARKETPIPE_QUERY_URL", "http://127.0.0.1:6066"),
+                   help="any processor worker (it forwards to the key's owner); env MARKETPIPE_QUERY_URL")
+    p.add_argument("--depth", type=int, default=None, help="book: levels per side (unset: all)")
+    p.add_argument("--interval", default="1m", help="candles: one of the processors' candle intervals")
+    p.add_argument("--limit", type=int, default=None, help="candles, fills: the newest N (unset: all kept)")
+    p.add_argument("--status", choices=["open", "closed", "all"], default=None,
+                   help="orders: which ones (unset: the processors' default, open)")
+    p.add_argument("--json", action="store_true", help="print the endpoint's JSON body unchanged (for scripts)")
+    p.set_defaults(func=cmd_query)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("MARKETPIPE_LOG_LEVEL", "INFO"),
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=os.environ.get("MARKETPIPE_LOG_LEVEL", "INFO").upper()
+                        if os.environ.get("MARKETPIPE_LOG_LEVEL", "INFO").upper() in logging.getLevelNamesMapping()
+                        else "INFO",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    parser = argparse.ArgumentParser(prog="marketpipe", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("infra", help="local Kafka (KRaft) + Apicurio registry: up | down | status")
-    p.add_argument("action", choices=["up", "down", "status"])
-    p.set_defaults(func=cmd_infra)
-    p = sub.add_parser("schemas", help="register | check | list the Avro contracts")
-    p.add_argument("action", choices=["register", "check", "list"])
-    p.add_argument("--url", help="registry URL (default: MARKETPIPE_REGISTRY_URL)")
-    p.add_argument("--schema-dir", help="check this folder of .avsc files instead of schemas/avro")
-    p.set_defaults(func=cmd_schemas)
-    p = sub.add_parser("smoke", help="infra up, register schemas, publish one event per contract, read them back")
-    p.set_defaults(func=cmd_smoke)
-    p = sub.add_parser("dev", help="the whole pipeline locally: infra, simulators, producers, processors, live view")
-    p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
-    p.add_argument("--status-file", help="write the live view's state as JSON to this file every refresh")
-    p.add_argument("--venues", default="rabbitx,drift,econia,binance,okx", help="comma-separated venues to run")
-    p.add_argument("--no-view", action="store_true", help="plain progress lines instead of the live view")
-    p.set_defaults(func=cmd_dev)
-    p = sub.add_parser("produce", help="run one venue producer (settings from MARKETPIPE_* environment)")
-    p.add_argument("venue", choices=VENUES)
-    p.set_defaults(func=cmd_produce)
-    p = sub.add_parser("process", help="run a faust processor worker (settings from MARKETPIPE_* environment)")
-    p.add_argument("faust_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_process)
-    p = sub.add_parser("simulate", help="run a venue simulator on 127.0.0.1 (see --help of each)")
-    p.add_argument("venue", choices=["rabbitx", "drift", "econia", "binance", "okx"])
-    p.add_argument("sim_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_simulate)
-    p = sub.add_parser("record", help="record a venue session (raw frames + receive times) through a proxy")
-    p.add_argument("upstream", help="venue base URL, e.g. wss://api.prod.rabbitx.io or http://127.0.0.1:PORT")
-    p.add_argument("--out", required=True, help="JSON-lines file to append to")
-    p.add_argument("--port", type=int, default=0, help="local proxy port (point the producer's URLs here)")
-    p.add_argument("--duration", type=float, default=None)
-    p.set_defaults(func=cmd_record)
-    p = sub.add_parser("replay", help="serve a recorded session to a producer (original or accelerated speed)")
-    p.add_argument("recording")
-    p.add_argument("--speed", type=float, default=1.0)
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--duration", type=float, default=600)
-    p.set_defaults(func=cmd_replay)
-    p = sub.add_parser("query", help="read books, candles and account state from the running processors")
-    p.add_argument("what", choices=["book", "top", "candles", "balances", "orders", "positions"])
-    p.add_argument("key", help="venue:market (book/top/candles) or venue:account")
-    p.add_argument("--url", default=os.environ.get("MARKETPIPE_QUERY_URL", "http://127.0.0.1:6066"))
-    p.add_argument("--depth", type=int, default=None)
-    p.add_argument("--interval", default="1m")
-    p.add_argument("--limit", type=int, default=None)
-    p.set_defaults(func=cmd_query)
+    parser = build_parser(simulator_options=bool(argv) and argv[0] == "simulate")
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 
+
+__all__ = ["build_parser", "by_name", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())
