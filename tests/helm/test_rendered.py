@@ -92,7 +92,7 @@ def test_producer_credentials_come_from_the_referenced_secrets(rendered: dict[st
 def test_incomplete_credentials_are_refused(credentials: dict[str, Any], expected: str, helm_bin: str) -> None:
     from tests.helm.chart import helm, template_args
 
-    proc = helm(*template_args(set_values={"producers": {"x": {"markets": ["BTC-USD"], "credentials": credentials}}}),
+    proc = helm(*template_args(set_values={"producers": {"x": {"venue": "rabbitx", "markets": ["BTC-USD"], "credentials": credentials}}}),
                 check=False)
     assert proc.returncode != 0 and expected in proc.stderr, proc.stderr
 
