@@ -145,3 +145,19 @@ def load_settings_class(venue: Venue) -> type:
 
     module, _, cls = venue.settings.partition(":")
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+def markdown_table(registry: Sequence[Venue] = VENUES) -> str:
+    """The venue table of README.md (tests/cli/test_venue_registry.py checks it is this)."""
+    rows = ["| venue | `marketpipe produce` runs | simulator | in `marketpipe dev` | what |",
+            "| --- | --- | --- | --- | --- |"]
+    for v in registry:
+        fixed = "".join(f" with `{k}={val}`" for k, val in v.env.items())
+        rows.append(f"| `{v.name}` | `producers/{v.producer}`{fixed} | "
+                    f"{f'`simulators/{v.simulator}`' if v.simulator else '-'} | {'yes' if v.dev else 'no'} | "
+                    f"{v.summary} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
