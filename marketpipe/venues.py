@@ -11,7 +11,9 @@ venue of its own (`produce binance` runs the ccxt producer with ``MARKETPIPE_EXC
 ``ccxt`` is that producer for any other ccxt.pro exchange, named by ``MARKETPIPE_EXCHANGE``.
 
 Adding a venue: its producer package (or nothing, for a ccxt exchange), its simulator under
-``simulators/``, its tests, and one entry here.
+``simulators/``, its tests, and one entry here; then ``python -m marketpipe.venues --write`` rewrites the
+files that cannot import this table (README.md's venue table, the Helm chart's enum and venue list; tests
+fail until they match).
 
 Nothing here imports a producer or a simulator: the CLI stays fast; modules are named by dotted path.
 """
@@ -19,8 +21,10 @@ Nothing here imports a producer or a simulator: the CLI stays fast; modules are 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 #: a simulator's announced facts (its JSON start line: ws/rest URLs, tokens) plus "port"
 SimInfo = Mapping[str, object]
@@ -159,5 +163,35 @@ def markdown_table(registry: Sequence[Venue] = VENUES) -> str:
     return "\n".join(rows) + "\n"
 
 
+def write_derived_files(root: Path, registry: Sequence[Venue] = VENUES) -> list[Path]:
+    """Rewrite what cannot import this module: README.md's venue table, the Helm chart's values schema enum and
+    its ``marketpipe.venues`` list. Returns the files that changed."""
+    names = [v.name for v in registry]
+    edits = [
+        (root / "README.md", re.compile(r"(<!-- venues:begin.*?-->\n)(.*?)(<!-- venues:end -->)", re.S),
+         markdown_table(registry)),
+        (root / "helm" / "marketpipe" / "values.schema.json",
+         re.compile(r'("venue": \{\n\s*"type": "string",\n\s*"enum": )(\[.*?\])(,)', re.S), json.dumps(names)),
+        (root / "helm" / "marketpipe" / "templates" / "_helpers.tpl",
+         re.compile(r'(define "marketpipe.venues" -}}\n)(.*?)(\n)'), " ".join(names)),
+    ]
+    changed = []
+    for path, pattern, text in edits:
+        old = path.read_text()
+        new, count = pattern.subn(lambda m, text=text: m.group(1) + text + m.group(3), old, count=1)
+        if count != 1:
+            raise SystemExit(f"{path}: the venue block was not found")
+        if new != old:
+            path.write_text(new)
+            changed.append(path)
+    return changed
+
+
 if __name__ == "__main__":
-    print(markdown_table(), end="")
+    import sys
+
+    if sys.argv[1:] == ["--write"]:
+        for changed_path in write_derived_files(Path(__file__).resolve().parents[1]):
+            print(f"updated {changed_path}")
+    else:
+        print(markdown_table(), end="")

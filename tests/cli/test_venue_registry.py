@@ -75,7 +75,7 @@ def test_readme_venue_table_is_the_registry() -> None:
     match = re.search(r"<!-- venues:begin.*?-->\n(.*?)<!-- venues:end -->", text, re.S)
     assert match, "README.md has no <!-- venues:begin --> ... <!-- venues:end --> block"
     assert match.group(1).strip() == markdown_table().strip(), \
-        "README venue table differs from marketpipe/venues.py; regenerate: python -m marketpipe.venues"
+        "README venue table differs from marketpipe/venues.py; regenerate: python -m marketpipe.venues --write"
 
 
 def test_parser_built_without_simulators_still_parses_other_commands() -> None:
