@@ -16,7 +16,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from marketpipe import preflight
 from marketpipe.cli_help import Parser, settings_table
+from marketpipe.settings_check import SettingsProblem, load
 from marketpipe.venues import VENUES, Venue, by_name, dev_names, simulator_names
 
 PROG = "marketpipe"
@@ -75,7 +77,12 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     from schemas.registry import ContractRegistry, IncompatibleSchema
 
     settings = _settings(KafkaClientSettings)
-    registry = ContractRegistry(args.url or settings.registry_url, basic_auth=settings.registry_auth())
+    if args.url:
+        settings = load(KafkaClientSettings, registry_url=args.url)
+    if not preflight.wait_for_outputs(settings, _say(f"{PROG} schemas register"), kafka=False,
+                                      registry_source="--url" if args.url else "MARKETPIPE_REGISTRY_URL"):
+        return 2
+    registry = ContractRegistry(settings.registry_url, basic_auth=settings.registry_auth())
     try:
         for reg in registry.register_all():
             print(f"{reg.subject}: id {reg.schema_id} ({reg.compatibility})")
@@ -92,8 +99,14 @@ def _settings(cls):  # type: ignore[no-untyped-def]
     if "MARKETPIPE_KAFKA_BOOTSTRAP" not in os.environ:
         state = stack.status()
         if state and state["kafka_alive"] and state["registry_alive"]:
-            return cls(kafka_bootstrap=state["bootstrap"], registry_url=state["registry_url"])
-    return cls()
+            return load(cls, kafka_bootstrap=state["bootstrap"], registry_url=state["registry_url"])
+    return load(cls)
+
+
+def _say(prog: str):  # type: ignore[no-untyped-def]
+    def say(line: str) -> None:
+        print(f"{prog}: {line}", file=sys.stderr, flush=True)
+    return say
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
@@ -282,7 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = build_parser(simulator_options=bool(argv) and argv[0] == "simulate")
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsProblem as exc:  # a command that reads settings outside service_start (schemas, smoke)
+        for line in exc.lines:
+            _say(f"{PROG} {args.command}")(line)
+        return 2
 
 
 __all__ = ["build_parser", "by_name", "main"]

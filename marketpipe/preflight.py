@@ -49,23 +49,25 @@ def registry_problem(url: str) -> str | None:
         return str(exc)
 
 
-def unreachable(settings: KafkaClientSettings) -> list[str]:
+def unreachable(settings: KafkaClientSettings, kafka: bool = True,
+                registry_source: str = "MARKETPIPE_REGISTRY_URL") -> list[str]:
     lines = []
-    problem = kafka_problem(settings.kafka_bootstrap)
+    problem = kafka_problem(settings.kafka_bootstrap) if kafka else None
     if problem is not None:
         lines.append(f"Kafka unreachable at {settings.kafka_bootstrap} (MARKETPIPE_KAFKA_BOOTSTRAP): {problem}")
     problem = registry_problem(settings.registry_url)
     if problem is not None:
-        lines.append(f"schema registry unreachable at {settings.registry_url} (MARKETPIPE_REGISTRY_URL): {problem}")
+        lines.append(f"schema registry unreachable at {settings.registry_url} ({registry_source}): {problem}")
     return lines
 
 
 def wait_for_outputs(settings: KafkaClientSettings, say: Callable[[str], None],
-                     sleep: Callable[[float], None] = time.sleep) -> bool:
+                     sleep: Callable[[float], None] = time.sleep, *, kafka: bool = True,
+                     registry_source: str = "MARKETPIPE_REGISTRY_URL") -> bool:
     deadline = time.monotonic() + settings.startup_wait_s
     delay = 1.0
     while True:
-        problems = unreachable(settings)
+        problems = unreachable(settings, kafka, registry_source)
         if not problems:
             return True
         for line in problems:

@@ -178,7 +178,10 @@ def write_derived_files(root: Path, registry: Sequence[Venue] = VENUES) -> list[
     changed = []
     for path, pattern, text in edits:
         old = path.read_text()
-        new, count = pattern.subn(lambda m, text=text: m.group(1) + text + m.group(3), old, count=1)
+        def replace(m: re.Match[str], text: str = text) -> str:
+            return m.group(1) + text + m.group(3)
+
+        new, count = pattern.subn(replace, old, count=1)
         if count != 1:
             raise SystemExit(f"{path}: the venue block was not found")
         if new != old:

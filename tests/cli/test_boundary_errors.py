@@ -182,3 +182,13 @@ def test_unreachable_at_start_waits_with_a_countdown_then_exits_2(tmp_path: Path
     assert any("retrying in 1s" in ln and "MARKETPIPE_STARTUP_WAIT_S=2" in ln for ln in lines), proc.stderr
     assert lines[-1] == "marketpipe process: gave up after 2s (MARKETPIPE_STARTUP_WAIT_S)"
     assert sum("(MARKETPIPE_KAFKA_BOOTSTRAP)" in ln for ln in lines) >= 2  # tried again after the countdown
+
+
+def test_schemas_register_names_the_unreachable_registry() -> None:
+    registry = f"http://127.0.0.1:{closed_port()}/apis/ccompat/v7"
+    proc = run_cli(["schemas", "register"], {"MARKETPIPE_REGISTRY_URL": registry, "MARKETPIPE_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+                                             "MARKETPIPE_STARTUP_WAIT_S": "0"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"marketpipe schemas register: schema registry unreachable at {registry} (MARKETPIPE_REGISTRY_URL): "
+        "Connection refused"], proc.stderr
