@@ -16,9 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from marketpipe import preflight
-from marketpipe.cli_help import Parser, settings_table
-from marketpipe.settings_check import SettingsProblem, load
+from marketpipe.cli_help import Parser
 from marketpipe.venues import VENUES, Venue, by_name, dev_names, simulator_names
 
 PROG = "marketpipe"
@@ -73,7 +71,9 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         for t in ALL_TOPICS:
             print(f"{t.name:36} partitions={t.partitions} key={t.key.value:8} subject={t.subject} schema={t.schema}.avsc")
         return 0
+    from marketpipe import preflight
     from marketpipe.settings import KafkaClientSettings
+    from marketpipe.settings_check import load
     from schemas.registry import ContractRegistry, IncompatibleSchema
 
     settings = _settings(KafkaClientSettings)
@@ -95,6 +95,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def _settings(cls):  # type: ignore[no-untyped-def]
     """Settings from the environment; when nothing names a cluster, use `infra up`'s one if running."""
     from marketpipe.infra import stack
+    from marketpipe.settings_check import load
 
     if "MARKETPIPE_KAFKA_BOOTSTRAP" not in os.environ:
         state = stack.status()
@@ -182,6 +183,7 @@ def _venue_list(known: Sequence[str]):  # type: ignore[no-untyped-def]
 
 def _venue_epilog(venue: Venue):  # type: ignore[no-untyped-def]
     def epilog() -> str:
+        from marketpipe.cli_help import settings_table
         from marketpipe.venues import load_settings_class
 
         fixed = ", ".join(f"{k}={v}" for k, v in venue.env.items())
@@ -295,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = build_parser(simulator_options=bool(argv) and argv[0] == "simulate")
     args = parser.parse_args(argv)
+    from marketpipe.settings_check import SettingsProblem
+
     try:
         return int(args.func(args) or 0)
     except SettingsProblem as exc:  # a command that reads settings outside service_start (schemas, smoke)

@@ -16,8 +16,8 @@ import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
+if typing.TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -65,6 +65,8 @@ _COMMENT = re.compile(r"^    #\s?(.*)$")
 def field_comments(cls: type) -> dict[str, str]:
     """The comment beside (or the comment lines right above) each field in the class bodies of ``cls``'s MRO;
     the most derived class wins."""
+    from pydantic import BaseModel
+
     comments: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not (isinstance(klass, type) and issubclass(klass, BaseModel)) or klass.__module__.startswith("pydantic"):
@@ -126,6 +128,8 @@ def _bounds(metadata: list[Any]) -> str:
 
 
 def _default(info: Any) -> str:
+    from pydantic_core import PydanticUndefined
+
     if "SecretStr" in repr(info.annotation):
         return "unset" if info.default is None else "***"
     value = info.default
