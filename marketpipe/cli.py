@@ -188,6 +188,8 @@ def _venue_epilog(venue: Venue):  # type: ignore[no-untyped-def]
 
         fixed = ", ".join(f"{k}={v}" for k, v in venue.env.items())
         head = f"producer: producers/{venue.producer}" + (f" with {fixed}" if fixed else "")
+        if venue.required_env:
+            head += f"; required: {', '.join(venue.required_env)}"
         return head + "\n\n" + settings_table(load_settings_class(venue), fixed=venue.env)
     return epilog
 

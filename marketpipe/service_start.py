@@ -32,6 +32,9 @@ def venue_overrides(venue: Venue) -> tuple[dict[str, Any], list[str]]:
             problems.append(f"{env}={given}: `produce {venue.name}` runs {value}; unset it, or run "
                             f"`produce {given.lower()}` (or `produce ccxt` for a ccxt exchange not in the registry)")
         overrides[env.removeprefix("MARKETPIPE_").lower()] = value
+    for env in venue.required_env:
+        if not os.environ.get(env):
+            problems.append(f"{env}=: `produce {venue.name}` needs it set ({venue.summary})")
     return overrides, problems
 
 

@@ -49,6 +49,7 @@ class Venue:
     summary: str
     simulator: str | None = None  # package under simulators/ (None: no simulator)
     env: dict[str, str] = field(default_factory=dict)  # settings the venue implies (ccxt: the exchange id)
+    required_env: tuple[str, ...] = ()  # settings `produce` refuses to start without
     dev: DevWiring | None = None  # None: not part of `marketpipe dev`
 
     @property
@@ -123,7 +124,8 @@ VENUES: tuple[Venue, ...] = (
                         _ccxt_sim_env(lambda p: {"api.ws": f"ws://127.0.0.1:{p}/ws/v5"}),
                         {"BTC-USDT": "BTC-USDT"}, announces=False, fixed_env=CCXT_DEV_ENV)),
     Venue("ccxt", "ccxt", CCXT_SETTINGS,
-          "any other ccxt.pro exchange, named by MARKETPIPE_EXCHANGE (the venue id is the exchange id)"),
+          "any other ccxt.pro exchange, named by MARKETPIPE_EXCHANGE (the venue id is the exchange id)",
+          required_env=("MARKETPIPE_EXCHANGE",)),
 )
 
 

@@ -192,3 +192,10 @@ def test_schemas_register_names_the_unreachable_registry() -> None:
     assert proc.stderr.strip().splitlines() == [
         f"marketpipe schemas register: schema registry unreachable at {registry} (MARKETPIPE_REGISTRY_URL): "
         "Connection refused"], proc.stderr
+
+
+def test_produce_ccxt_needs_the_exchange_named(clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    clean_env.setenv("MARKETPIPE_MARKETS", "BTC/USDT")
+    assert main(["produce", "ccxt"]) == 2
+    (line,) = problem_lines(capsys.readouterr().err, "marketpipe produce ccxt")
+    assert line.startswith("marketpipe produce ccxt: MARKETPIPE_EXCHANGE=: `produce ccxt` needs it set")
