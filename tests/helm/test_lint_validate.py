@@ -106,6 +106,7 @@ def test_values_schema_rejects(set_values: dict[str, Any], expected: str, helm_b
     ({"processors": {"settings": {"processor_web_port": 1}}}, "is set by the chart"),
     # a key without `venue` is the venue, so it must be one (marketpipe/venues.py)
     ({"producers": {"x": {"markets": ["A-B"]}}}, 'producers.x: venue "x" is not one of rabbitx, drift'),
+    ({"producers": {"kraken": {"venue": "ccxt", "markets": ["BTC/USD"]}}}, "name it in producers.kraken.settings.exchange"),
 ])
 def test_templates_refuse_broken_deployments(set_values: dict[str, Any], expected: str, helm_bin: str) -> None:
     _template_fails(set_values, expected)

@@ -31,7 +31,9 @@ def test_template_venue_list_is_the_registry() -> None:
 def test_every_registry_venue_renders_a_producer(helm_bin: str) -> None:
     from tests.helm.chart import render
 
-    producers = {v.name: {"markets": ["BTC-USD"]} for v in VENUES}
+    producers = {v.name: {"markets": ["BTC-USD"],
+                          "settings": {k.removeprefix("MARKETPIPE_").lower(): "kraken" for k in v.required_env}}
+                 for v in VENUES}
     m = render(set_values={"producers": producers})
     for v in VENUES:
         container = m.get("Deployment", f"mp-marketpipe-{v.name}")["spec"]["template"]["spec"]["containers"][0]
@@ -70,3 +72,13 @@ def test_the_repository_files_are_written_from_the_registry() -> None:
         assert write_derived_files(scratch) == [], "run: python -m marketpipe.venues --write"
     finally:
         shutil.rmtree(scratch)
+
+
+def test_ccxt_with_an_exchange_renders_it(helm_bin: str) -> None:
+    from tests.helm.chart import render
+
+    m = render(set_values={"producers": {"kraken": {"venue": "ccxt", "markets": ["BTC/USD"],
+                                                    "settings": {"exchange": "kraken"}}}})
+    assert m.get("ConfigMap", "mp-marketpipe-kraken")["data"]["MARKETPIPE_EXCHANGE"] == "kraken"
+    container = m.get("Deployment", "mp-marketpipe-kraken")["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["produce", "ccxt"]

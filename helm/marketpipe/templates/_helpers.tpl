@@ -233,6 +233,9 @@ rabbitx drift econia binance okx ccxt
 {{- if not (has $merged.venue $venues) }}
 {{- fail (printf "producers.%s: venue %q is not one of %s; set producers.%s.venue" .name $merged.venue (join ", " $venues) .name) }}
 {{- end }}
+{{- if and (eq $merged.venue "ccxt") (not (dig "exchange" "" (default dict $merged.settings))) }}
+{{- fail (printf "producers.%s: venue ccxt runs any ccxt.pro exchange: name it in producers.%s.settings.exchange" .name .name) }}
+{{- end }}
 {{- $merged | toJson }}
 {{- end }}
 
