@@ -297,7 +297,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    parser = build_parser(simulator_options=bool(argv) and argv[0] == "simulate")
+    try:
+        parser = build_parser(simulator_options=bool(argv) and argv[0] == "simulate")
+    except ModuleNotFoundError as exc:  # the image ships no simulators (test doubles stay in the source tree)
+        if not (exc.name or "").startswith("simulators"):
+            raise
+        print(f"{PROG} simulate: the simulators are not installed here ({exc.name}); run them from a source "
+              "checkout (pip install -e .)", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     from marketpipe.settings_check import SettingsProblem
 
