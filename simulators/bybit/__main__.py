@@ -15,7 +15,7 @@ import asyncio
 
 from simulators.binance import MarketModel
 from simulators.bybit import BybitSimulator
-from simulators.cex_cli import drive, parser
+from simulators.cex_cli import add_common_arguments, drive
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -26,11 +26,23 @@ async def run(args: argparse.Namespace) -> None:
                 [(args.gap_every, sim.skip_delta_next), (args.restart_every, sim.restart_service_next)])
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__, 18768)
-    p.add_argument("--restart-every", type=int, default=0)
-    asyncio.run(run(p.parse_args(argv)))
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common_arguments(p, 18768)
+    p.set_defaults(markets=["BTC/USDT"])
+    p.add_argument("--restart-every", type=int, default=0,
+                   help="restart the book service (a snapshot with u = 1) every N steps (0: never)")
+
+
+def serve(args: argparse.Namespace) -> int:
+    asyncio.run(run(args))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulators.bybit", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return serve(p.parse_args(argv))
 
 
 if __name__ == "__main__":

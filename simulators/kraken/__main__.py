@@ -14,7 +14,7 @@ import argparse
 import asyncio
 
 from simulators.binance import MarketModel
-from simulators.cex_cli import drive, parser
+from simulators.cex_cli import add_common_arguments, drive
 from simulators.kraken import KrakenSimulator
 
 
@@ -26,12 +26,23 @@ async def run(args: argparse.Namespace) -> None:
                 [(args.gap_every, sim.lose_update_next), (args.wrong_checksum_every, sim.wrong_checksum_next)])
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__, 18767)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common_arguments(p, 18767)
     p.set_defaults(markets=["BTC/USD"])
-    p.add_argument("--wrong-checksum-every", type=int, default=0)
-    asyncio.run(run(p.parse_args(argv)))
+    p.add_argument("--wrong-checksum-every", type=int, default=0,
+                   help="send one book update with a wrong checksum every N steps (0: never)")
+
+
+def serve(args: argparse.Namespace) -> int:
+    asyncio.run(run(args))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulators.kraken", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return serve(p.parse_args(argv))
 
 
 if __name__ == "__main__":

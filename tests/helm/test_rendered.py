@@ -112,7 +112,7 @@ def test_bybit_is_a_ccxt_deployment_of_linear_perpetuals(rendered: dict[str, Man
 def test_incomplete_credentials_are_refused(credentials: dict[str, Any], expected: str, helm_bin: str) -> None:
     from tests.helm.chart import helm, template_args
 
-    proc = helm(*template_args(set_values={"producers": {"x": {"markets": ["BTC-USD"], "credentials": credentials}}}),
+    proc = helm(*template_args(set_values={"producers": {"x": {"venue": "rabbitx", "markets": ["BTC-USD"], "credentials": credentials}}}),
                 check=False)
     assert proc.returncode != 0 and expected in proc.stderr, proc.stderr
 
