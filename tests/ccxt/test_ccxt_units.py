@@ -135,7 +135,7 @@ def test_kraken_checksum_hashes_the_wire_digits_asks_first():
 
 
 async def test_kraken_sockets_decode_json_numbers_as_their_text():
-    s = CcxtSettings(exchange="kraken", rest_base_override="http://127.0.0.1:9",
+    s = CcxtSettings(exchange="kraken", markets=["BTC/USD"], rest_base_override="http://127.0.0.1:9",
                      url_overrides={"api.ws.publicV2": "ws://127.0.0.1:9/v2"})
     ex = build_exchange(s)
     try:

@@ -89,20 +89,21 @@ def test_kraken_is_a_ccxt_deployment_of_its_own(rendered: dict[str, Manifests]) 
     m = rendered["multi-venue-values"]
     dep = m.get("Deployment", f"{FULL}-kraken")
     env = env_of(m, dep)
-    assert (env["MARKETPIPE_EXCHANGE"], env["MARKETPIPE_BOOK_DEPTH"], env["MARKETPIPE_MARKETS"]) == \
-        ("kraken", "25", '["BTC/USD","ETH/USD"]')
+    assert (env["MARKETPIPE_BOOK_DEPTH"], env["MARKETPIPE_MARKETS"]) == ("25", '["BTC/USD","ETH/USD"]')
     assert env["MARKETPIPE_CHANNELS"] == "book,trades,ticker"
-    assert "ccxt" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    # `produce kraken` is the ccxt producer with MARKETPIPE_EXCHANGE=kraken (marketpipe/venues.py)
+    assert "kraken" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "MARKETPIPE_EXCHANGE" not in env
 
 
 def test_bybit_is_a_ccxt_deployment_of_linear_perpetuals(rendered: dict[str, Manifests]) -> None:
     m = rendered["multi-venue-values"]
     dep = m.get("Deployment", f"{FULL}-bybit")
     env = env_of(m, dep)
-    assert (env["MARKETPIPE_EXCHANGE"], env["MARKETPIPE_BOOK_DEPTH"], env["MARKETPIPE_MARKETS"]) == \
-        ("bybit", "50", '["BTC/USDT:USDT"]')
+    assert (env["MARKETPIPE_BOOK_DEPTH"], env["MARKETPIPE_MARKETS"]) == ("50", '["BTC/USDT:USDT"]')
     assert json.loads(env["MARKETPIPE_CCXT_OPTIONS"]) == {"fetchMarkets": {"types": ["linear"]}}
-    assert "ccxt" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "bybit" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "MARKETPIPE_EXCHANGE" not in env
 
 
 @pytest.mark.parametrize(("credentials", "expected"), [
