@@ -41,6 +41,10 @@ class KafkaClientSettings(BaseSettings):
     kafka_ssl_certfile: str | None = None
     kafka_ssl_keyfile: str | None = None
     create_topics: bool = True  # create missing topics at start-up (off when a platform team owns them)
+    # replication and min.insync.replicas of the topics created at start-up (the Helm chart's
+    # kafka.replicationFactor / kafka.minInsyncReplicas); issue 13's cluster part wires them into topic creation
+    topic_replication_factor: int = Field(default=1, gt=0)
+    topic_min_insync_replicas: int = Field(default=1, gt=0)
     register_schemas: bool = True  # register schemas at start-up (the Helm Job does it before upgrades)
     metrics_port: int = 9108
     log_level: str = "INFO"

@@ -89,6 +89,8 @@ MARKETPIPE_KAFKA_SSL_KEYFILE: {{ printf "%s/%s" .mountPath .keyKey | quote }}
 {{- end }}
 MARKETPIPE_REGISTRY_URL: {{ .Values.registry.url | quote }}
 MARKETPIPE_CREATE_TOPICS: {{ .Values.topics.create | toString | quote }}
+MARKETPIPE_TOPIC_REPLICATION_FACTOR: {{ include "marketpipe.scalar" .Values.kafka.replicationFactor | quote }}
+MARKETPIPE_TOPIC_MIN_INSYNC_REPLICAS: {{ include "marketpipe.scalar" .Values.kafka.minInsyncReplicas | quote }}
 MARKETPIPE_REGISTER_SCHEMAS: {{ (not .Values.schemaRegistration.enabled) | toString | quote }}
 MARKETPIPE_LOG_LEVEL: {{ .Values.logLevel | quote }}
 {{- end }}
@@ -281,7 +283,7 @@ MARKETPIPE_PROCESSOR_DATA_DIR: {{ .dataDir | quote }}
 MARKETPIPE_PROCESSOR_WEB_PORT: {{ include "marketpipe.scalar" .webPort | quote }}
 MARKETPIPE_PROCESSOR_PROCESSING_GUARANTEE: {{ .processingGuarantee | quote }}
 MARKETPIPE_PROCESSOR_TOPIC_PARTITIONS: {{ include "marketpipe.scalar" $.Values.topics.partitions | quote }}
-MARKETPIPE_PROCESSOR_TOPIC_REPLICATION: {{ include "marketpipe.scalar" .topicReplication | quote }}
+MARKETPIPE_PROCESSOR_TOPIC_REPLICATION: {{ include "marketpipe.scalar" (ternary $.Values.kafka.replicationFactor .topicReplication (kindIs "invalid" .topicReplication)) | quote }}
 MARKETPIPE_PROCESSOR_STANDBY_REPLICAS: {{ include "marketpipe.scalar" .standbyReplicas | quote }}
 {{- /* comma-separated: ProcessorSettings splits commas but passes JSON text through unparsed */}}
 MARKETPIPE_PROCESSOR_CANDLE_INTERVALS: {{ include "marketpipe.csv" .candleIntervals | quote }}
