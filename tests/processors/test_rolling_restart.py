@@ -29,6 +29,7 @@ import pytest
 
 from marketpipe.infra.rolling import (
     QueryProbe,
+    RestartTiming,
     SteadyLoad,
     Truth,
     WorkerPool,
@@ -77,14 +78,15 @@ async def test_rolling_restart_under_load_keeps_answering_and_ends_equal_to_the_
         await load.start()
         await probe.start()
         await asyncio.sleep(STEADY_S)
-        timings, steady_errors = [], []
+        timings: list[RestartTiming] = []
+        steady_errors: list[int] = []
         for i, how in ROLL:
             timings.append(await pool.restart(i, how, probe))
             progress(timings[-1].line())
             await wait_settled(pool.urls, prefix + BOOK.name, BOOK.partitions)
-            t = time.monotonic()
+            steady_from = time.monotonic()
             await asyncio.sleep(STEADY_S)
-            steady_errors.append(probe.errors_between(t, time.monotonic()))
+            steady_errors.append(probe.errors_between(steady_from, time.monotonic()))
         sent = await load.stop()
         report = await probe.stop()
 
