@@ -110,7 +110,8 @@ class Bench:
             truth = await Truth.from_topics(self.settings.kafka_bootstrap, self.registry, prefix, venue, INTERVALS,
                                             self.settings.aiokafka_security())
             waited, diffs = await wait_equal_to_truth(pool.workers[0].url, venue, truth, INTERVALS, timeout_s=120)
-            verdict = "EQUAL" if not diffs else f"{len(diffs)} DIFFERENCES, first: {diffs[:3]}"
+            verdict = "EQUAL" if not diffs else (f"{len(diffs)} DIFFERENCES: {[d.split(':')[0] for d in diffs]}; "
+                                                 f"first: {diffs[:3]}")
             print(f"  final state vs the truth rebuilt from the topics ({truth.events}): {verdict} "
                   f"(compared for {waited:.1f} s)", flush=True)
         finally:

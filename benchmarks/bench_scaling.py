@@ -131,14 +131,19 @@ class Bench:
                 cpu0 = [cpu_seconds(w.proc.pid) for w in workers if w.proc]
                 deadline = time.monotonic() + 900
                 counts = counts0
-                while sum(counts) < total:
+                t_done, last_change = time.monotonic(), time.monotonic()
+                # done: every event counted, or the count stopped moving for 3 s (an event folded in before a
+                # rebalance and read again by the next owner is skipped, not counted twice)
+                while sum(counts) < total and not (sum(counts) > 0.99 * total and time.monotonic() - last_change > 3):
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"{n} workers folded {sum(counts)} of {total} events in 900 s")
                     await asyncio.sleep(0.2)
-                    counts = [await self.events(http, w) for w in workers]
+                    now = [await self.events(http, w) for w in workers]
+                    if sum(now) != sum(counts):
+                        t_done = last_change = time.monotonic()
+                    counts = now
                     for w in workers:
                         w.alive()
-                t_done = time.monotonic()
                 cpu1 = [cpu_seconds(w.proc.pid) for w in workers if w.proc]
         finally:
             for w in workers:
@@ -147,7 +152,8 @@ class Bench:
         done = sum(counts) - sum(counts0)
         print(f"{n} worker(s): rebalance (start -> settled, every partition owned) {t_settled - t0:.1f} s, "
               f"{sum(counts0):,} events already folded by then; aggregate {done / wall:,.0f} events/s over "
-              f"{done:,} events in {wall:.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+              f"{done:,} events in {wall:.1f} s; {sum(counts):,} of {total:,} counted in all "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
         for i, (c0, c1, p0, p1) in enumerate(zip(counts0, counts, cpu0, cpu1, strict=True)):
             cpu = p1 - p0
             print(f"  worker {i}: {c1 - c0:,} events, {cpu:.1f} CPU-s ({cpu / wall:.0%} of a core), "
