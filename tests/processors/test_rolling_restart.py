@@ -41,7 +41,7 @@ from schemas.registry import ContractRegistry
 from schemas.topics import ACCOUNT, BOOK, BOOK_TOP, OHLCV, TRADES
 from tests.processors.harness import Worker, create_prefixed_topics, delete_topics, worker_env
 
-RATE = 1000  # events/s offered during the whole roll (the benchmark runs 5k)
+RATE = 5000  # events/s offered during the whole roll (the issue's steady load)
 STEADY_S = 2.0  # seconds of steady load before the roll and between restarts
 GAP_BOUND_S = 150.0  # absolute: the slowest restart seen on this 2-core machine at load 30 took 104 s
 PROBE_ROUND_S = 3.0  # one probe round: the last answer before a stop can be up to a 2 s timeout + 0.1 s old
@@ -111,19 +111,20 @@ async def test_rolling_restart_under_load_keeps_answering_and_ends_equal_to_the_
     assert report.longest_gap_s < GAP_BOUND_S, report.line()
     assert report.queries > 10 * len(probe.paths), "the probe hardly ran"
     if diffs:
-        # Two known bugs (open), both found by this test when a restart outlasts the session timeout and the
-        # partitions move to the other workers and back. The load never skips a book sequence and stamps trades
-        # in order, so each has a signature in the workers' logs; any other difference fails outright.
-        # 1. With standby replicas, faust's assignor gave one worker a partition as active AND standby, and the
-        #    standby restore wrote older changelog records over the active state: the stream then continued on
-        #    a state older than the committed offset (a book "gap" the load never made).
-        # 2. After a restart or rebalance, the candle clock (newest trade time + wall time since) counts the
-        #    time the partition was away as idle, so in-order trades of the last open 1s bucket, folded in after
-        #    the pause, are dropped as "too late for the final 1s candle".
+        # Two known bugs (open), found by this test. The load never skips a book sequence and stamps trades in
+        # order, so each has a signature in the workers' logs; any other difference fails outright.
+        # 1. When a restart outlasts the session timeout and the partitions move away and back, with standby
+        #    replicas faust's assignor gave one worker a partition as active AND standby, and the standby restore
+        #    wrote older changelog records over the active state: the stream then continued on a state older
+        #    than the committed offset (a book "gap" the load never made).
+        # 2. After a restart (also without any rebalance), the candle clock (newest trade time + wall time
+        #    since it arrived) runs on while the worker works through the backlog that built up while it was
+        #    away; once that takes longer than the grace, in-order trades of the bucket open at the stop are
+        #    dropped as "too late for the final 1s candle" (and 10s).
         signatures = (": gap at sequence", "too late for the final")
         known = [line for w in workers for line in w.log_path.read_text(errors="replace").splitlines()
                  if any(sig in line for sig in signatures)]
         if known:
-            pytest.xfail(f"{len(diffs)} differences from the truth after a rebalance (known bugs, see the "
+            pytest.xfail(f"{len(diffs)} differences from the truth after the roll (known bugs, see the "
                          f"comment); first: {diffs[0][:300]}; worker log: {known[0]}")
     assert diffs == [], f"{len(diffs)} differences from the truth, first: {diffs[:5]}"
