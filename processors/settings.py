@@ -40,7 +40,10 @@ class ProcessorSettings(KafkaClientSettings):
     processor_registry_backoff_max_s: float = Field(10.0, gt=0)
     # events a stream may hold back for schema lookups before it takes no new batch (schema_gate.py)
     processor_parked_max: int = Field(50_000, gt=0)
-    processor_standby_replicas: int = Field(1, ge=0)
+    # standbys (faust's standby tables) made no takeover faster here (benchmarks/bench_rolling.py) and, when a
+    # restart outlasted the session timeout, faust's assignor once gave a worker the same partition as active
+    # and standby, whose restore then wrote older changelog records over the active state: off by default
+    processor_standby_replicas: int = Field(0, ge=0)
     processor_offset_reset: Literal["earliest", "latest"] = "earliest"  # a new app id builds state from history
     processor_commit_interval_s: float = Field(2.0, gt=0)
     # faust logs an error when a partition has data but its stream took no event for this long (a stuck agent)
