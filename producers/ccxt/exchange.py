@@ -5,7 +5,8 @@
   hosts (``https://{hostname}``, OKX) become the base itself. ``url_overrides`` then sets single entries
   by dotted path (``api.ws.spot``, ``api.ws``). Both are how tests point ccxt at the simulators.
 - Exactness (see ``exact.py``): ``exchange.number = str`` and instance ``safe_float*`` that keep text.
-- Books: journaled order books (``journal.py``) and the checksum verifiers ccxt lacks (``checksums.py``).
+- Books: journaled order books (``journal.py``), the checksum verifiers ccxt lacks (``checksums.py``) and
+  the per-connection sequence checks it lacks (``coinbase.py``).
 - Malformed venue messages are skipped without killing ccxt's socket reader (``guard.py``).
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import ccxt.pro as ccxtpro
 
 from producers.ccxt.checksums import VERIFIERS
+from producers.ccxt.coinbase import SEQUENCE_CHECKS
 from producers.ccxt.fence import check_ccxt_version, install_message_guard, keep_exact_text
 from producers.ccxt.guard import Malformed
 from producers.ccxt.journal import install_journaled_books
@@ -69,6 +71,9 @@ def build_exchange(settings: CcxtSettings, *, on_checksum_mismatch: Any = None,
         _set_path(exchange.urls, dotted, value)
     keep_exact_text(exchange)
     install_journaled_books(exchange)
+    sequence_check = SEQUENCE_CHECKS.get(exchange.id)
+    if sequence_check is not None and settings.check_sequence:  # before the guard: the guard wraps it too
+        sequence_check(exchange, settings.venue_id())
     if on_malformed is not None:
         install_message_guard(exchange, on_malformed)
     verifier = VERIFIERS.get(exchange.id)

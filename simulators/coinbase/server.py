@@ -242,7 +242,7 @@ class CoinbaseSimulator:
             updates += [{"side": "offer", "event_time": ts, "price_level": m.px(p), "new_quantity": m.sz(s)}
                         for p, s in m.sorted_asks()]
             await self._send(conn, "l2_data", [{"type": "snapshot", "product_id": product, "updates": updates}])
-        elif channel == "market_trades":
+        elif channel == "market_trades" and m.trades:  # (a live product always has recent trades)
             recent = m.trades[-self.trade_snapshot:]
             await self._send(conn, "market_trades", [{"type": "snapshot",
                                                       "trades": [_trade(product, t) for t in reversed(recent)]}])

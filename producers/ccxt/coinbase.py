@@ -1,0 +1,98 @@
+"""Coinbase Advanced Trade over ccxt: what ccxt 4.5.90 leaves out and the producer adds.
+
+ccxt's coinbase client opens one socket (``wss://advanced-trade-ws.coinbase.com``) for every channel and
+market, needs no auth for ``level2``/``market_trades``/``ticker``, and:
+
+- **ignores ``sequence_num``.** Coinbase numbers the messages of a *connection* (all channels, all products)
+  0, 1, 2...; a hole means some message was lost, and nothing says which. ccxt applies ``l2_data`` updates
+  with no check, so one lost update leaves a wrong level for good. :func:`install_sequence_check` checks
+  the number before ccxt sees each message; on a hole it drops the message that revealed it and fails every
+  market subscription of that socket (``level2``: the book is forgotten, ``InvalidNonce``; ``market_trades``
+  and ``ticker`` likewise): the book task publishes a RESET (reason ``gap``) and each ``watch_*`` subscribes
+  again, which brings a fresh ``snapshot`` (book, recent trades, ticker). Trades the snapshot repeats are
+  dropped by id (``trade_dedup_window``). Switched off by ``check_sequence=False`` (the control experiment).
+- **never subscribes to ``heartbeats``.** "Most channels close within 60-90 seconds if no updates are sent";
+  a quiet product's subscription then ends silently and its book stops changing without any error.
+  :meth:`CoinbaseChannels._heartbeats_body` keeps a ``heartbeats`` subscription on the socket (resubscribed
+  after every reconnect); each heartbeat counts as data for ``/ready``. Switched off by ``heartbeats=False``.
+
+A disconnect is ccxt's NetworkError: RESET ``reconnect``, then new snapshots on the new socket, whose
+``sequence_num`` starts at 0 again. Every reach into ccxt is in ``fence.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ccxt.base.errors import InvalidNonce
+from prometheus_client import Counter
+
+from producers.ccxt.fence import (
+    check_messages_first,
+    coinbase_subscribe,
+    connection_state,
+    fail_book_subscription,
+    fail_subscription,
+    resolve,
+    subscription_hashes,
+)
+from producers.ccxt.host import Body, ChannelHost
+from producers.core.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+SEQUENCE_GAPS = Counter("marketpipe_ccxt_sequence_gaps_total",
+                        "Holes in a venue's per-connection message sequence (each resubscribes the socket's markets)",
+                        ["venue"])
+HEARTBEATS = "heartbeats"
+RESUBSCRIBED = ("level2::", "market_trades::", "ticker::")
+
+
+def install_sequence_check(exchange: Any, venue: str) -> None:
+    """Check Coinbase's per-connection ``sequence_num`` before ccxt handles a message (see module doc)."""
+
+    def check(client: Any, message: Any) -> bool:
+        if not isinstance(message, dict):
+            return True
+        if message.get("channel") == HEARTBEATS:
+            resolve(client, message, HEARTBEATS)  # ccxt's handler resolves nothing: wake the heartbeats task
+        seq = message.get("sequence_num")
+        if type(seq) is not int:
+            return True
+        state = connection_state(client)
+        expected = state.get("next_sequence")
+        state["next_sequence"] = seq + 1
+        if expected is None or seq == expected:
+            return True
+        SEQUENCE_GAPS.labels(venue).inc()
+        log.warning("%s: sequence_num %d after %d on %s: a message was lost, resubscribing every market of "
+                    "this socket", venue, seq, expected - 1, getattr(client, "url", "?"))
+        error = InvalidNonce(f"{exchange.id} sequence_num gap: expected {expected}, got {seq}")
+        for message_hash in subscription_hashes(client):
+            if message_hash.startswith("level2::"):
+                fail_book_subscription(exchange, client, message_hash, message_hash.split("::", 1)[1], error)
+            elif message_hash.startswith(RESUBSCRIBED):
+                fail_subscription(client, message_hash, error)
+        return False  # its content may depend on the lost one; the snapshots replace it
+
+    check_messages_first(exchange, check)
+
+
+SEQUENCE_CHECKS = {"coinbase": install_sequence_check}
+
+
+class CoinbaseChannels(ChannelHost):
+    def _heartbeats_body(self) -> Body:
+        async def body(backoff: Backoff) -> None:
+            while True:
+                await coinbase_subscribe(self.exchange, HEARTBEATS)
+                self._got_data(HEARTBEATS, HEARTBEATS, backoff)
+
+        return body
+
+    def _venue_bodies(self) -> list[tuple[str, Body]]:
+        """Channels a venue needs beside the per-market ones (Coinbase: ``heartbeats``)."""
+        if self.exchange.id == "coinbase" and self.settings.heartbeats:
+            return [(HEARTBEATS, self._heartbeats_body())]
+        return []
