@@ -87,12 +87,15 @@ def _econia_env(sim: Component | None) -> dict[str, str]:
 
 
 def _ccxt_env(exchange: str, ws_overrides: Callable[[int], dict[str, str]], markets: tuple[str, ...] = ("BTC/USDT",),
-              options: dict[str, object] | None = None) -> Callable[[Component | None], dict[str, str]]:
+              options: dict[str, object] | None = None,
+              channels: str | None = None) -> Callable[[Component | None], dict[str, str]]:
     ccxt_options = {"fetchMarkets": {"types": ["spot"]}} if options is None else options
 
     def env(sim: Component | None) -> dict[str, str]:
         out = {"MARKETPIPE_EXCHANGE": exchange, "MARKETPIPE_MARKETS": json.dumps(list(markets)),
                "MARKETPIPE_CCXT_OPTIONS": json.dumps(ccxt_options), "MARKETPIPE_BOOK_DEPTH": "100"}
+        if channels is not None:
+            out["MARKETPIPE_CHANNELS"] = channels
         if sim is not None:
             port = _port(sim)
             out["MARKETPIPE_REST_BASE_OVERRIDE"] = f"http://127.0.0.1:{port}"
@@ -115,9 +118,10 @@ PLANS: dict[str, VenuePlan] = {
     "okx": VenuePlan("okx", _sim("okx", "--rate", "10", "--duration", SIM_SECONDS, announces=False),
                      _ccxt_env("okx", lambda p: {"api.ws": f"ws://127.0.0.1:{p}/ws/v5"}), "ccxt",
                      {"BTC-USDT": "BTC-USDT"}),
-    # coinbase's options.fetchMarkets is a method name, not a dict: no ccxt options
+    # coinbase: options.fetchMarkets is a method name, not a dict (no ccxt options); ccxt has no watchOHLCV
     "coinbase": VenuePlan("coinbase", _sim("coinbase", "--rate", "10", "--duration", SIM_SECONDS, announces=False),
-                          _ccxt_env("coinbase", lambda p: {"api.ws": f"ws://127.0.0.1:{p}/ws"}, ("BTC/USD",), {}),
+                          _ccxt_env("coinbase", lambda p: {"api.ws": f"ws://127.0.0.1:{p}/ws"}, ("BTC/USD",), {},
+                                    "book,trades,ticker"),
                           "ccxt", {"BTC-USD": "BTC-USD"}),
 }
 
