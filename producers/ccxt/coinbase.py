@@ -11,6 +11,11 @@ market, needs no auth for ``level2``/``market_trades``/``ticker``, and:
   and ``ticker`` likewise): the book task publishes a RESET (reason ``gap``) and each ``watch_*`` subscribes
   again, which brings a fresh ``snapshot`` (book, recent trades, ticker). Trades the snapshot repeats are
   dropped by id (``trade_dedup_window``). Switched off by ``check_sequence=False`` (the control experiment).
+- **has no trade history by id.** After a resubscribe (gap or reconnect) the ``market_trades`` snapshot (the
+  most recent trades) is all that brings back trades made meanwhile. :func:`install_trade_snapshot_check`
+  remembers the newest trade seen per product; a snapshot that no longer contains it and starts after it
+  means trades in between may be missing: a gap marker (reason ``snapshot-short``, between those two ids
+  and times) goes into the market's trade queue ahead of the snapshot's trades.
 - **never subscribes to ``heartbeats``.** "Most channels close within 60-90 seconds if no updates are sent";
   a quiet product's subscription then ends silently and its book stops changing without any error.
   :meth:`CoinbaseChannels._heartbeats_body` keeps a ``heartbeats`` subscription on the socket (resubscribed
@@ -23,6 +28,7 @@ A disconnect is ccxt's NetworkError: RESET ``reconnect``, then new snapshots on 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ccxt.base.errors import InvalidNonce
@@ -37,7 +43,7 @@ from producers.ccxt.fence import (
     resolve,
     subscription_hashes,
 )
-from producers.ccxt.host import Body, ChannelHost
+from producers.ccxt.host import Body, ChannelHost, TradeHole, WatchedMarket
 from producers.core.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -82,7 +88,50 @@ def install_sequence_check(exchange: Any, venue: str) -> None:
 SEQUENCE_CHECKS = {"coinbase": install_sequence_check}
 
 
+def install_trade_snapshot_check(exchange: Any, on_hole: Callable[[str, TradeHole], None]) -> None:
+    """Say where trades may be missing after a resubscribe (see module doc): runs before ccxt parses a
+    ``market_trades`` message, so a hole lands in the trade queue before the snapshot's trades."""
+    newest: dict[str, tuple[str, int]] = {}  # product -> (trade id, venue ms) of the newest trade seen
+
+    def check(client: Any, message: Any) -> bool:
+        if not isinstance(message, dict) or message.get("channel") != "market_trades":
+            return True
+        try:
+            for event in message.get("events") or []:
+                trades = [t for t in event.get("trades") or [] if isinstance(t, dict) and t.get("trade_id")]
+                if not trades:
+                    continue
+                product = str(trades[0].get("product_id"))
+                first = (str(trades[0]["trade_id"]), exchange.parse8601(trades[0].get("time")) or 0)  # newest
+                seen = newest.get(product)
+                if event.get("type") == "snapshot" and seen is not None:
+                    oldest = trades[-1]
+                    oldest_ms = exchange.parse8601(oldest.get("time")) or 0
+                    if seen[0] not in {str(t["trade_id"]) for t in trades} and oldest_ms >= seen[1]:
+                        on_hole(exchange.safe_symbol(product), TradeHole(
+                            reason="snapshot-short", from_ms=seen[1], to_ms=oldest_ms, after_id=seen[0],
+                            before_id=str(oldest["trade_id"])))
+                if seen is None or first[1] >= seen[1]:
+                    newest[product] = first
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # malformed: ccxt's guard deals with it
+            log.debug("%s: market_trades message not checked (%s)", exchange.id, exc)
+        return True
+
+    check_messages_first(exchange, check)
+
+
+TRADE_SNAPSHOT_CHECKS = {"coinbase": install_trade_snapshot_check}
+
+
 class CoinbaseChannels(ChannelHost):
+    _by_symbol: dict[str, WatchedMarket]
+
+    def _trade_hole(self, symbol: str, hole: TradeHole) -> None:
+        """Runs inside ccxt's socket reader: enqueue only."""
+        m = self._by_symbol.get(symbol)
+        if m is not None:
+            m.trades.put_hole(hole)
+
     def _heartbeats_body(self) -> Body:
         async def body(backoff: Backoff) -> None:
             while True:

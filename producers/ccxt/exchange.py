@@ -18,7 +18,7 @@ from typing import Any
 import ccxt.pro as ccxtpro
 
 from producers.ccxt.checksums import VERIFIERS
-from producers.ccxt.coinbase import SEQUENCE_CHECKS
+from producers.ccxt.coinbase import SEQUENCE_CHECKS, TRADE_SNAPSHOT_CHECKS
 from producers.ccxt.fence import check_ccxt_version, install_message_guard, keep_exact_text
 from producers.ccxt.guard import Malformed
 from producers.ccxt.journal import install_journaled_books
@@ -49,7 +49,7 @@ def _set_path(urls: dict[str, Any], dotted: str, value: str) -> None:
 
 
 def build_exchange(settings: CcxtSettings, *, on_checksum_mismatch: Any = None,
-                   on_malformed: Malformed | None = None) -> Any:
+                   on_malformed: Malformed | None = None, on_trade_hole: Any = None) -> Any:
     check_ccxt_version()
     cls = getattr(ccxtpro, settings.exchange, None)
     if cls is None:
@@ -71,6 +71,9 @@ def build_exchange(settings: CcxtSettings, *, on_checksum_mismatch: Any = None,
         _set_path(exchange.urls, dotted, value)
     keep_exact_text(exchange)
     install_journaled_books(exchange)
+    snapshot_check = TRADE_SNAPSHOT_CHECKS.get(exchange.id)
+    if snapshot_check is not None and on_trade_hole is not None:  # inside the sequence check: sees what ccxt sees
+        snapshot_check(exchange, on_trade_hole)
     sequence_check = SEQUENCE_CHECKS.get(exchange.id)
     if sequence_check is not None and settings.check_sequence:  # before the guard: the guard wraps it too
         sequence_check(exchange, settings.venue_id())

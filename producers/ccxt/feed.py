@@ -72,10 +72,11 @@ class CcxtFeed(BookChannel, MarketDataChannels, AccountChannels, CoinbaseChannel
         self.settings: CcxtSettings = settings
         self._checksum_failed: set[str] = set()
         self._malformed_logged = 0
-        self.exchange = exchange or build_exchange(settings, on_checksum_mismatch=self._checksum_failed.add,
-                                                   on_malformed=self._malformed_message)
-        self.markets: list[WatchedMarket] = []
         self._by_symbol: dict[str, WatchedMarket] = {}
+        self.exchange = exchange or build_exchange(settings, on_checksum_mismatch=self._checksum_failed.add,
+                                                   on_malformed=self._malformed_message,
+                                                   on_trade_hole=self._trade_hole)
+        self.markets: list[WatchedMarket] = []
         self.order_queue = TapQueue(limit=settings.tap_queue_max)
         self.fill_queue = TapQueue(limit=settings.tap_queue_max)
         private = settings.effective_private_channels()

@@ -10,7 +10,7 @@ from prometheus_client import Gauge
 
 from producers.ccxt import mapping
 from producers.ccxt.exact import exact_text
-from producers.ccxt.host import Body, ChannelHost, TapOverflow, WatchedMarket, watch_and_drain
+from producers.ccxt.host import Body, ChannelHost, TapOverflow, TradeHole, WatchedMarket, watch_and_drain
 from producers.ccxt.trade_recovery import TradeHistory, int_id, trade_history
 from producers.core.backoff import Backoff
 from producers.core.numbers import now_micros
@@ -53,6 +53,9 @@ class MarketDataChannels(ChannelHost):
         receive_ts = now_micros()
         while queue:
             t = queue.popleft()
+            if isinstance(t, TradeHole):  # (before TapOverflow: a hole is one, refusing nothing)
+                await self._publish_hole(m, t, receive_ts)
+                continue
             if isinstance(t, TapOverflow):
                 await self._after_trades_overflow(m, t, history, receive_ts)
                 continue
@@ -86,6 +89,15 @@ class MarketDataChannels(ChannelHost):
         await self._emitter().trade_gap(m.market, m.venue_symbol, reason="tap-overflow",
                                         from_ts=min(mapping.ms_to_micros(lost.first_ms, receive_ts), to_ts),
                                         to_ts=to_ts, receive_ts=receive_ts, missing_count=lost.count)
+
+    async def _publish_hole(self, m: WatchedMarket, hole: TradeHole, receive_ts: int) -> None:
+        """A venue check found trades may be missing here (``TradeHole``): a gap marker, in place."""
+        to_ts = mapping.ms_to_micros(hole.to_ms, receive_ts)
+        from_ts = min(mapping.ms_to_micros(hole.from_ms, to_ts), to_ts)
+        await self._emitter().trade_gap(m.market, m.venue_symbol, reason=hole.reason, from_ts=from_ts, to_ts=to_ts,
+                                        receive_ts=receive_ts, after_id=hole.after_id, before_id=hole.before_id)
+        log.warning("%s %s: trades after %s up to %s may be missing (%s): gap marker published", self.venue,
+                    m.market, hole.after_id, hole.before_id, hole.reason)
 
     async def _recover_trades(self, m: WatchedMarket, history: TradeHistory, after: int, before: int | None,
                               next_trade: dict[str, Any] | None, reason: str) -> None:

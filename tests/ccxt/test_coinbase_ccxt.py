@@ -2,7 +2,8 @@
 
 Faults: a ``sequence_num`` gap (one ``l2_data`` update lost; ccxt does not look at the number, the producer
 must), a quiet product (without ``heartbeats`` its subscriptions close silently), a disconnect (trades made
-while away come back in the ``market_trades`` snapshot). Kafka must equal the simulator's truth: every book
+while away come back in the ``market_trades`` snapshot), and a longer one (more trades than the snapshot
+holds: the rest gets one gap marker, in place). Kafka must equal the simulator's truth: every book
 level, every trade exactly once and in order, the last ticker. The control runs switch the producer's
 sequence check or heartbeats off and show each fault then leaves Kafka wrong.
 """
@@ -86,6 +87,19 @@ async def test_coinbase_gap_quiet_product_and_disconnect_end_equal_to_the_truth(
                            "resubscribed after the disconnect")
             await steps(sim, 10)
 
+            # a longer outage: more BTC trades than the market_trades snapshot holds; REST has no history by
+            # id, so what the snapshot misses must be marked as possibly missing, right where it is
+            await sim.disconnect_all()
+            before_outage = len(btc.trades)
+            for _ in range(150):  # no await yields here: all of it happens before ccxt can reconnect
+                await sim.step(only=[BTC])
+            lost = btc.trades[before_outage:-sim.trade_snapshot]
+            first_in_snapshot = btc.trades[-sim.trade_snapshot]
+            assert len(lost) > 10
+            await wait_for(lambda: subscribed(sim) and sim.heartbeat_subscribers() == 1, 20,
+                           "resubscribed after the second disconnect")
+            await steps(sim, 10)
+
             for model in (btc, eth):
                 book, events = await run.book_until(model.symbol, truth(model))
                 assert book.problems == [] and book.duplicates == 0, model.symbol
@@ -94,14 +108,27 @@ async def test_coinbase_gap_quiet_product_and_disconnect_end_equal_to_the_truth(
                 assert sum(e["kind"] == "DELTA" for e in events) > 20
 
                 loop_deadline = loop.time() + 15
+                expected = [t for t in model.trades if model is eth or t not in lost]
                 while True:  # every trade exactly once, in order, with the venue's digits
-                    trades = await run.events(TRADES, model.symbol)
-                    if len(trades) >= len(model.trades) or loop.time() > loop_deadline:
+                    events = await run.events(TRADES, model.symbol)
+                    trades = [e for e in events if e["gap"] is None]
+                    if len(trades) >= len(expected) or loop.time() > loop_deadline:
                         break
                     await asyncio.sleep(0.3)
-                assert [t["trade_id"] for t in trades] == [str(t.trade_id) for t in model.trades]
+                assert [t["trade_id"] for t in trades] == [str(t.trade_id) for t in expected]
                 assert [(t["price"], t["size"], t["side"]) for t in trades] == \
-                    [(t.price, t.size, t.taker_side.upper()) for t in model.trades]
+                    [(t.price, t.size, t.taker_side.upper()) for t in expected]
+                markers = [(i, e["gap"]) for i, e in enumerate(events) if e["gap"] is not None]
+                if model is eth:
+                    assert markers == []
+                else:  # one marker, in place: after the last trade before the outage, before the snapshot's first
+                    assert len(markers) == 1, markers
+                    at, gap = markers[0]
+                    assert (gap["reason"], gap["after_id"], gap["before_id"]) == \
+                        ("snapshot-short", str(btc.trades[before_outage - 1].trade_id),
+                         str(first_in_snapshot.trade_id))
+                    assert events[at - 1]["trade_id"] == gap["after_id"]
+                    assert events[at + 1]["trade_id"] == gap["before_id"]
 
                 tickers = await run.events(TICKER, model.symbol)
                 want = sim.last_ticker[model.symbol]
