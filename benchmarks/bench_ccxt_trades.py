@@ -1,4 +1,4 @@
-"""Every trade once at full speed: ``marketpipe produce ccxt`` against a seeded Binance burst, counted in Kafka.
+"""Every trade once at full speed: ``marketpipe produce binance`` (the ccxt producer) against a seeded Binance burst, counted in Kafka.
 
     MARKETPIPE_KAFKA_BOOTSTRAP=... MARKETPIPE_REGISTRY_URL=... \\
         .venv/bin/python benchmarks/bench_ccxt_trades.py [--frames 200000] [--trades-limit 1000]
@@ -51,7 +51,7 @@ async def main(args: argparse.Namespace) -> int:
                                                   "tradesLimit": args.trades_limit}),
            "MARKETPIPE_HEALTH_PORT": str(args.health_port), "MARKETPIPE_LOG_LEVEL": "WARNING"}
     cli = Path(sys.executable).with_name("marketpipe")  # the console script next to this interpreter
-    proc = subprocess.Popen([str(cli), "produce", "ccxt"], env=env)
+    proc = subprocess.Popen([str(cli), "produce", "binance"], env=env)
     ok = True
     try:
         streams = [f"{s.lower()}@{k}" for s in SYMBOLS for k in ("aggTrade", "depth@100ms")]

@@ -1,4 +1,5 @@
-"""`marketpipe query`: reads the processors' query endpoints (any worker; it forwards to the owner).
+"""`marketpipe query`: reads the processors' query endpoints (any worker; it forwards to the owner) and shows
+them as tables (marketpipe/query_view.py), or with ``--json`` the endpoint's body as it is.
 
 With MARKETPIPE_PROCESSOR_QUERY_TOKEN set (the token the workers check) it sends `Authorization: Bearer <token>`.
 """
@@ -33,6 +34,10 @@ def query_url(args: argparse.Namespace) -> str:
             params["limit"] = str(args.limit)
     else:
         path = f"/accounts/{q(venue)}/{q(ident)}/{args.what}"
+        if args.what == "fills" and args.limit:
+            params["limit"] = str(args.limit)
+        if args.what == "orders" and getattr(args, "status", None):
+            params["status"] = args.status
     return base + path + (("?" + urllib.parse.urlencode(params)) if params else "")
 
 
@@ -49,5 +54,12 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cannot reach the processors at {args.url}: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(body, indent=2))
+    if getattr(args, "json", False):
+        print(json.dumps(body, indent=2))
+    else:
+        from rich.console import Console
+
+        from marketpipe.query_view import render
+
+        render(args.what, body, Console(highlight=False))
     return 0 if status == 200 else 1

@@ -7,9 +7,11 @@ environment (``MARKETPIPE_*``), which is what the Helm chart sets.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -26,12 +28,55 @@ def _split_list(value: object) -> object:
 # A list[str] setting that accepts both forms from the environment (what Helm renders).
 EnvList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 
+# A TCP port to listen on; 0 = any free port.
+Port = Annotated[int, Field(ge=0, le=65535)]
+# Seconds of a timeout or interval (> 0); Count: a size or a number of items (> 0). Subclasses that change
+# a default keep the bound by reusing the type.
+Seconds = Annotated[float, Field(gt=0)]
+Count = Annotated[int, Field(gt=0)]
+
+
+def url_of(schemes: tuple[str, ...]) -> AfterValidator:
+    """A URL setting: parsed, one of ``schemes``, with a host (an empty value is left to the field's type)."""
+
+    def check(value: str | None) -> str | None:
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a port out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {exc}") from None
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"expected a {'/'.join(schemes)}:// URL with a host")
+        return value
+
+    return AfterValidator(check)
+
+
+HttpUrl = Annotated[str, url_of(("http", "https"))]
+WsUrl = Annotated[str, url_of(("ws", "wss"))]
+
+
+def _check_bootstrap(value: str) -> str:
+    for server in value.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ValueError(f"{server.strip()!r}: expected host:port[,host:port...]")
+    return value
+
+
+def _check_log_level(value: str) -> str:
+    if not isinstance(logging.getLevelName(value.upper()), int):
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return value.upper()
+
 
 class KafkaClientSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MARKETPIPE_", extra="ignore")
 
-    kafka_bootstrap: str = "127.0.0.1:19092"
-    registry_url: str = "http://127.0.0.1:18081/apis/ccompat/v7"
+    kafka_bootstrap: Annotated[str, AfterValidator(_check_bootstrap)] = "127.0.0.1:19092"
+    registry_url: HttpUrl = "http://127.0.0.1:18081/apis/ccompat/v7"
     registry_basic_auth: SecretStr | None = None  # "user:password"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -45,8 +90,11 @@ class KafkaClientSettings(BaseSettings):
     topic_replication: int = Field(3, gt=0)
     topic_min_insync_replicas: int = Field(2, gt=0)
     register_schemas: bool = True  # register schemas at start-up (the Helm Job does it before upgrades)
-    metrics_port: int = 9108
-    log_level: str = "INFO"
+    metrics_port: Port = 9108
+    log_level: Annotated[str, AfterValidator(_check_log_level)] = "INFO"
+    # at start, how long a service waits for Kafka and the registry to answer (a countdown on stderr, with
+    # backoff) before it exits with status 2; 0 = exit at once
+    startup_wait_s: float = Field(60.0, ge=0)
 
     def aiokafka_security(self) -> dict[str, object]:
         """Keyword arguments for aiokafka producers/consumers/admin."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,10 @@ class CandleStage(Stage[MarketCandles]):
         self.highwater = highwater
         self.trades_topic = trades_topic
         self._gap_markers = metrics.GAP_MARKERS.labels(self.stream)
+        # the web view's trades tape: the last TAPE_SIZE trades per market folded here, numbered in arrival
+        # order (memory only: empty again after a restart or a rebalance, filled by the next trades)
+        self.tape: dict[bytes, deque[tuple[int, dict[str, Any]]]] = {}
+        self.tape_seq = 0
 
     def from_state(self, state: dict[str, Any]) -> MarketCandles:
         prefix = f"{state['venue']}:{state['market']}"
@@ -86,8 +91,20 @@ class CandleStage(Stage[MarketCandles]):
             metrics.LATE_TRADES.labels(name).inc()
             log.info("trade %s of %s too late for the final %s candle (exchange_ts %s)", record["event_id"],
                      key.decode(), name, record["exchange_ts"])
+        if not folded.duplicate:
+            self._remember_trade(key, record)
         self._publish(key, folded.records)
         return mc
+
+    TAPE_SIZE = 100
+
+    def _remember_trade(self, key: bytes, record: dict[str, Any]) -> None:
+        tape = self.tape.get(key)
+        if tape is None:
+            tape = self.tape[key] = deque(maxlen=self.TAPE_SIZE)
+        self.tape_seq += 1
+        tape.append((self.tape_seq, {"trade_id": record["trade_id"], "price": record["price"], "size": record["size"],
+                                     "side": record["side"], "exchange_ts": record["exchange_ts"]}))
 
     def _fold_gap(self, key: bytes, mc: MarketCandles, record: dict[str, Any]) -> MarketCandles:
         folded = mc.add_gap(record, wall_us())
@@ -133,6 +150,7 @@ class CandleStage(Stage[MarketCandles]):
     def forget(self) -> None:
         super().forget()
         self.processing_since.clear()
+        self.tape.clear()
 
     def caught_up(self, partition: int) -> bool:
         """True when this worker has folded in every trade of the partition it knows of."""

@@ -7,6 +7,7 @@ GET /accounts/{venue}/{account}/balances | /orders?status=open|closed|all | /pos
 GET /processor/stats?latency=false            events folded and latency percentiles
 POST /processor/stats?reset_latency=true      benchmarks: start a fresh latency window (the only state change)
 GET /metrics  /processor/ready  /processor/live   Prometheus text, readiness, liveness: never need the token
+GET /ui/ ...                                  the web view (webui.py): a static page, its data behind the token
 
 Answers are JSON; prices and sizes are the exact decimal text from the venue. 404 for an unknown
 market/account/path, 400 for bad parameters, 405 for a wrong method, 401 without the bearer token (when
@@ -37,6 +38,7 @@ from faust.web import View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from processors import metrics
+from processors.webui import register_webui
 
 if TYPE_CHECKING:
     from processors.app import ProcessorApp
@@ -296,3 +298,6 @@ def register_views(proc: ProcessorApp) -> None:
             dropped = len(proc.latency.samples)
             proc.latency.clear()
             return self.json({**stats_body(request), "latency_samples_dropped": dropped})
+
+    if s.processor_web_ui:
+        register_webui(proc, _int_param)

@@ -9,14 +9,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
-def parser(doc: str | None, port: int) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", type=int, default=port)
-    p.add_argument("--markets", nargs="+", default=["BTC/USDT"])
-    p.add_argument("--rate", type=float, default=10.0)
-    p.add_argument("--duration", type=float, default=600.0)
-    p.add_argument("--gap-every", type=int, default=0)
-    p.add_argument("--drop-every", type=int, default=0)
+def add_common_arguments(p: argparse.ArgumentParser, port: int) -> None:
+    p.add_argument("--port", type=int, default=port, help="port on 127.0.0.1 (REST and WebSocket)")
+    p.add_argument("--markets", nargs="+", default=["BTC/USDT"], help="ccxt symbols to serve")
+    p.add_argument("--rate", type=float, default=10.0, help="market steps per second")
+    p.add_argument("--duration", type=float, default=600.0, help="stop by itself after this many seconds")
+    p.add_argument("--gap-every", type=int, default=0, help="withhold one book update every N steps (0: never)")
+    p.add_argument("--drop-every", type=int, default=0, help="close every socket every N steps (0: never)")
+
+
+def parser(doc: str | None, port: int, prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(p, port)
     return p
 
 

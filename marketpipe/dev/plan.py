@@ -1,19 +1,19 @@
 """What `marketpipe dev` runs per venue: the simulator process(es) and the producer process, wired by
 environment variables exactly as the Helm chart wires the real services. A venue whose real URL is given
-in the environment (MARKETPIPE_DEV_<VENUE>_WS_URL ...) runs against it instead of a simulator."""
+in the environment (MARKETPIPE_DEV_<VENUE>_WS_URL ...) runs against it instead of a simulator.
+
+The venues and their wiring come from the registry (marketpipe/venues.py); nothing here names a venue."""
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from marketpipe.dev.supervisor import Component, python_module
 from marketpipe.infra.ports import free_port
-
-SIM_SECONDS = "86400"  # simulators stop by themselves after a day at the latest
+from marketpipe.venues import VENUES, DevWiring, Venue
 
 
 @dataclass
@@ -46,84 +46,37 @@ class VenuePlan:
                          ready_url=f"http://127.0.0.1:{health_port}/ready", ready_timeout=90)
 
 
-def _sim(name: str, *args: str, announces: bool = True) -> Callable[[], Component]:
+def _simulator(venue: Venue, wiring: DevWiring) -> Callable[[], Component]:
     def make() -> Component:
         port = free_port()
-        return Component(f"simulator-{name}", python_module(f"simulators.{name}", "--port", str(port), *args),
-                         ready_port=port, announces=announces)
+        return Component(f"simulator-{venue.name}",
+                         python_module(f"simulators.{venue.simulator}", "--port", str(port), *wiring.simulator_args),
+                         ready_port=port, announces=wiring.announces)
     return make
 
 
-def _info(sim: Component | None, key: str) -> str:
-    return str(sim.info[key]) if sim is not None and key in sim.info else ""
-
-
-def _port(sim: Component | None) -> int:
-    assert sim is not None and sim.ready_port is not None
-    return sim.ready_port
-
-
-def _rabbitx_env(sim: Component | None) -> dict[str, str]:
-    if sim is None:
-        return {}
-    return {"MARKETPIPE_WS_URL": _info(sim, "ws"), "MARKETPIPE_REST_URL": _info(sim, "rest"),
-            "MARKETPIPE_MARKETS": json.dumps(["BTC-USD", "ETH-USD"]),
-            "MARKETPIPE_REFRESH_TOKEN": _info(sim, "refresh_token"),
-            "MARKETPIPE_ACCOUNT_ID": _info(sim, "profile_id")}
-
-
-def _drift_env(sim: Component | None) -> dict[str, str]:
-    if sim is None:
-        return {}
-    return {"MARKETPIPE_WS_URL": _info(sim, "ws"), "MARKETPIPE_REST_URL": _info(sim, "rest"),
-            "MARKETPIPE_MARKETS": json.dumps(["perp:0:SOL-PERP", "perp:1:BTC-PERP", "perp:2:ETH-PERP"])}
-
-
-def _econia_env(sim: Component | None) -> dict[str, str]:
-    if sim is None:
-        return {}
-    return {"MARKETPIPE_WS_URL": _info(sim, "ws"), "MARKETPIPE_REST_URL": _info(sim, "rest"),
-            "MARKETPIPE_API_TOKEN": _info(sim, "token")}
-
-
-def _ccxt_env(exchange: str, ws_overrides: Callable[[int], dict[str, str]], markets: tuple[str, ...] = ("BTC/USDT",),
-              options: dict[str, object] | None = None,
-              channels: str | None = None) -> Callable[[Component | None], dict[str, str]]:
-    ccxt_options = {"fetchMarkets": {"types": ["spot"]}} if options is None else options
-
+def _producer_env(wiring: DevWiring) -> Callable[[Component | None], dict[str, str]]:
     def env(sim: Component | None) -> dict[str, str]:
-        out = {"MARKETPIPE_EXCHANGE": exchange, "MARKETPIPE_MARKETS": json.dumps(list(markets)),
-               "MARKETPIPE_CCXT_OPTIONS": json.dumps(ccxt_options), "MARKETPIPE_BOOK_DEPTH": "100"}
-        if channels is not None:
-            out["MARKETPIPE_CHANNELS"] = channels
+        out = dict(wiring.fixed_env)
         if sim is not None:
-            port = _port(sim)
-            out["MARKETPIPE_REST_BASE_OVERRIDE"] = f"http://127.0.0.1:{port}"
-            out["MARKETPIPE_URL_OVERRIDES"] = json.dumps(ws_overrides(port))
+            out.update(wiring.producer_env({**sim.info, "port": sim.ready_port}))
         return out
     return env
 
 
-PLANS: dict[str, VenuePlan] = {
-    "rabbitx": VenuePlan("rabbitx", _sim("rabbitx", "--markets", "BTC-USD", "ETH-USD", "--rate", "40", "--max-seconds", SIM_SECONDS), _rabbitx_env,
-                         "rabbitx", {"BTC-USD-PERP": "BTC-USD", "ETH-USD-PERP": "ETH-USD"}),
-    "drift": VenuePlan("drift", _sim("drift", "--max-seconds", SIM_SECONDS), _drift_env, "drift",
-                       {"SOL-PERP": "SOL-PERP", "BTC-PERP": "BTC-PERP", "ETH-PERP": "ETH-PERP"}),
-    "econia": VenuePlan("econia", _sim("econia", "--max-seconds", SIM_SECONDS), _econia_env, "econia",
-                        {"APT-USDC": "1", "WETH-USDC": "2"}),
-    "binance": VenuePlan("binance", _sim("binance", "--rate", "10", "--duration", SIM_SECONDS, announces=False),
-                         _ccxt_env("binance", lambda p: {"api.ws.spot": f"ws://127.0.0.1:{p}/ws",
-                                                         "api.ws.ws-api.spot": f"ws://127.0.0.1:{p}/ws-api/v3"}),
-                         "ccxt", {"BTC-USDT": "BTCUSDT"}),
-    "okx": VenuePlan("okx", _sim("okx", "--rate", "10", "--duration", SIM_SECONDS, announces=False),
-                     _ccxt_env("okx", lambda p: {"api.ws": f"ws://127.0.0.1:{p}/ws/v5"}), "ccxt",
-                     {"BTC-USDT": "BTC-USDT"}),
-    # coinbase: options.fetchMarkets is a method name, not a dict (no ccxt options); ccxt has no watchOHLCV
-    "coinbase": VenuePlan("coinbase", _sim("coinbase", "--rate", "10", "--duration", SIM_SECONDS, announces=False),
-                          _ccxt_env("coinbase", lambda p: {"api.ws": f"ws://127.0.0.1:{p}/ws"}, ("BTC/USD",), {},
-                                    "book,trades,ticker"),
-                          "ccxt", {"BTC-USD": "BTC-USD"}),
-}
+def plan_of(venue: Venue) -> VenuePlan:
+    """The dev plan of a registry entry that has dev wiring."""
+    assert venue.dev is not None, venue.name
+    return VenuePlan(venue.name, _simulator(venue, venue.dev) if venue.simulator else None,
+                     _producer_env(venue.dev), venue.name, dict(venue.dev.truth_markets))
+
+
+def plans(registry: Sequence[Venue] = VENUES) -> dict[str, VenuePlan]:
+    """One plan per venue of the registry (marketpipe/venues.py) that `marketpipe dev` can run."""
+    return {v.name: plan_of(v) for v in registry if v.dev is not None}
+
+
+PLANS: dict[str, VenuePlan] = plans()
 
 
 def processor_component(base_env: dict[str, str], web_port: int, app_id: str, data_dir: Path,

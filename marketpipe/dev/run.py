@@ -2,7 +2,8 @@
 
 Starts (or reuses) Kafka + the registry, registers the schemas, starts the venue simulators (or uses
 real venue URLs from the environment), one producer process per venue and a faust processor worker,
-then shows the live view until Ctrl-C (or --duration). Everything it started is stopped on exit;
+then shows the live view until Ctrl-C (or --duration seconds after "pipeline up"). Independent parts
+start at once (each venue in its own thread; see `main`). Everything it started is stopped on exit;
 infrastructure it started itself is stopped too (the downloads stay cached, so the next run is fast).
 """
 
@@ -12,12 +13,19 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+from rich.live import Live
 
 from marketpipe.dev.plan import PLANS, processor_component
 from marketpipe.dev.supervisor import ComponentFailed, Supervisor
@@ -27,40 +35,92 @@ from marketpipe.infra.ports import free_port
 from marketpipe.topics_admin import ensure_topics
 from schemas.registry import ContractRegistry
 
+_PRINT_LOCK = threading.Lock()
+
 
 def _progress(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    """One timestamped line, whole (start-up threads print at once: no line is split by another)."""
+    line = f"[{time.strftime('%H:%M:%S')}] {msg}\n"
+    with _PRINT_LOCK:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def _log_through(stream: TextIO) -> None:
+    """Point the root logger's stream handlers at `stream` (rich.live swaps sys.stderr for a proxy that
+    prints above the view; handlers made earlier still hold the real stderr)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setStream(stream)
 
 
 async def _watch(watcher: PipelineWatcher, supervisor: Supervisor, args: argparse.Namespace, started: float) -> int:
+    """Refreshes the view every second until --duration seconds have passed (counted from here: the
+    pipeline is up) or Ctrl-C. On a terminal the view is redrawn in place by rich.live (cursor moves, no
+    clear-screen: the start-up log stays above it, the scroll-back keeps one copy); elsewhere it prints a
+    plain line every 5 s."""
     stop = asyncio.Event()
     follower = asyncio.create_task(watcher.follow_derived(stop))
     tty = sys.stdout.isatty() and not args.no_view
     deadline = None if args.duration is None else time.monotonic() + args.duration
     last_line = 0.0
+    reported: set[str] = set()
+    live: Live | None = None
+    if tty:
+        live = Live(render(watcher.state, started), console=Console(), auto_refresh=False, transient=False,
+                    redirect_stdout=True, redirect_stderr=True, vertical_overflow="crop")
+        live.start()
+        _log_through(sys.stderr)  # log lines go above the view, through rich's stderr proxy
     try:
         while deadline is None or time.monotonic() < deadline:
             await asyncio.sleep(1.0)
-            failed = supervisor.failed()
-            if failed:
-                _progress(f"FAILED: {failed[0]}")
-                return 1
+            for failure in supervisor.failed():
+                if not failure.name.startswith(("producer-", "simulator-")):
+                    _progress(f"FAILED: {failure}")  # the processor (or infra): nothing works without it
+                    return 1
+                if failure.name not in reported:  # one venue down: shown in red, the others go on
+                    reported.add(failure.name)
+                    _progress(f"{failure.name} is DOWN: {str(failure).splitlines()[0]}")
+                    watcher.state.errors.append(str(failure).splitlines()[0])
             await asyncio.to_thread(watcher.sample)
             if args.status_file:
                 tmp = Path(args.status_file + ".tmp")
                 tmp.write_text(json.dumps(watcher.state.as_json(), default=str))
                 tmp.replace(args.status_file)
-            if tty:
-                sys.stdout.write("\x1b[H\x1b[2J" + render(watcher.state, started) + "\n")
-                sys.stdout.flush()
+            if live is not None:
+                live.update(render(watcher.state, started), refresh=True)
             elif time.monotonic() - last_line > 5:
                 last_line = time.monotonic()
                 tops = ", ".join(f"{k} {v['best_bid']}/{v['best_ask']}" for k, v in sorted(watcher.state.tops.items()))
                 _progress(f"books: {tops or 'waiting'}; lag {watcher.state.lag}")
         return 0
     finally:
+        if live is not None:
+            live.stop()
+            _log_through(sys.stderr)
         stop.set()
         await asyncio.gather(follower, return_exceptions=True)
+
+
+def _start_venue(supervisor: Supervisor, venue: str, producers_may_start: Future[dict[str, str]]) -> list[dict[str, object]]:
+    """One venue: its simulator(s) at once (they need no Kafka), its producer once `producers_may_start`
+    gives the base environment (Kafka, topics, schemas there). Runs in its own thread, beside the others."""
+    plan = PLANS[venue]
+    components: list[dict[str, object]] = []
+    sims = plan.simulators({})
+    for comp in sims:
+        _progress(f"starting {comp.name}...")
+        supervisor.start(comp)
+        components.append({"name": comp.name, "venue": venue, "pid": comp.pid, "port": comp.ready_port,
+                           "truth_markets": plan.truth_markets or {}})
+    base_env = producers_may_start.result()
+    health = free_port()
+    producer = plan.producer(base_env, health)
+    _progress(f"starting {producer.name}...")
+    supervisor.start(producer)
+    components.append({"name": producer.name, "venue": venue, "pid": producer.pid, "port": health,
+                       "metrics_url": f"http://127.0.0.1:{health}/metrics"})
+    return components
 
 
 def main(args: argparse.Namespace) -> int:
@@ -84,6 +144,12 @@ def main(args: argparse.Namespace) -> int:
     supervisor = Supervisor(run_dir / "logs", _progress)
     rc = 1
     app_id = ""
+    # Independent parts start at once: every venue's simulators right away (beside Kafka and the
+    # registry), producers and the processor as soon as Kafka, the topics and the schemas are there
+    # (producers after the processor when it reads from the latest offsets, see below).
+    producers_may_start: Future[dict[str, str]] = Future()
+    pool = ThreadPoolExecutor(max_workers=len(venues) + 1, thread_name_prefix="dev-start")
+    venue_starts = {venue: pool.submit(_start_venue, supervisor, venue, producers_may_start) for venue in venues}
     try:
         if not (bootstrap and registry_url):
             before = stack.status()
@@ -102,28 +168,31 @@ def main(args: argparse.Namespace) -> int:
         proc = processor_component(base_env, web_port, app_id, run_dir / "processor-data",
                                    offset_reset="earliest" if own_infra else "latest")
         _progress("starting the processor worker (faust)...")
-        supervisor.start(proc)
+        processor_started = pool.submit(supervisor.start, proc)
+        if not own_infra:
+            # on a cluster that was already there the processor starts at the latest offsets: it must be
+            # positioned before the producers publish their first book snapshots, or it never sees them
+            processor_started.result()
+        producers_may_start.set_result(base_env)
+        components: list[dict[str, object]] = []
         metrics_urls: dict[str, str] = {}
-        components: list[dict[str, object]] = [{"name": "processor", "pid": proc.pid, "port": web_port}]
-        for venue in venues:
-            plan = PLANS[venue]
-            for comp in plan.simulators(base_env):
-                _progress(f"starting {comp.name}...")
-                supervisor.start(comp)
-                components.append({"name": comp.name, "venue": venue, "pid": comp.pid, "port": comp.ready_port,
-                                   "truth_markets": plan.truth_markets or {}})
-            health = free_port()
-            producer = plan.producer(base_env, health)
-            _progress(f"starting {producer.name}...")
-            supervisor.start(producer)
-            metrics_urls[venue] = f"http://127.0.0.1:{health}/metrics"
-            components.append({"name": producer.name, "venue": venue, "pid": producer.pid, "port": health})
+        for venue, fut in venue_starts.items():
+            for comp in fut.result():
+                url = comp.pop("metrics_url", None)
+                if url:
+                    metrics_urls[venue] = str(url)
+                components.append(comp)
+        processor_started.result()
+        components.insert(0, {"name": "processor", "pid": proc.pid, "port": web_port})
         query = f"http://127.0.0.1:{web_port}"
         urls = [f"{query}/books/<venue>/<market>?depth=10", f"{query}/books/<venue>/<market>/top",
                 f"{query}/candles/<venue>/<market>/1m", f"{query}/accounts/<venue>/<account>/balances",
                 f"{query}/metrics"]
         _progress(f"pipeline up in {time.monotonic() - started:.1f}s; query e.g. "
                   f"marketpipe query top drift:SOL-PERP --url {query}")
+        _progress(f"web view: {query}/ui/ (add #token=<query token> when MARKETPIPE_PROCESSOR_QUERY_TOKEN is set)")
+        if args.duration is not None:
+            _progress(f"stopping by itself in {args.duration:g}s (--duration counts from pipeline up)")
         watcher = PipelineWatcher(bootstrap, registry, group_id=app_id, metrics_urls=metrics_urls, query_urls=urls)
         watcher.state.components = components
         try:
@@ -138,7 +207,10 @@ def main(args: argparse.Namespace) -> int:
         _progress("stopping (Ctrl-C)...")
         rc = 0
     finally:
-        supervisor.stop_all()
+        if not producers_may_start.done():
+            producers_may_start.set_exception(ComponentFailed("infrastructure", run_dir / "logs" / "infra.log", "did not come up"))
+        supervisor.stop_all()  # also ends (and refuses) the start-ups still under way in the pool's threads
+        pool.shutdown(wait=True, cancel_futures=True)
         if own_infra:
             stack.down(_progress)
         elif bootstrap and app_id:

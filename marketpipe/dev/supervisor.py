@@ -1,11 +1,14 @@
-"""Runs the parts of the local pipeline as child processes: start in order, wait until each answers,
-name the failing part with its log path, and stop everything (process groups) on exit."""
+"""Runs the parts of the local pipeline as child processes: start them (from several threads at once when
+they are independent), wait until each answers, name the failing part with its log path, and stop
+everything (process groups) on exit."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -46,7 +49,6 @@ def _die_with_parent() -> None:
     """In the child, before exec: get SIGTERM when `marketpipe dev` dies, even by SIGKILL (Linux)."""
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
     except OSError:  # not Linux: Ctrl-C / SIGTERM still stop everything through stop_all()
@@ -79,17 +81,22 @@ class Supervisor:
         self.progress = progress
         self.components: list[Component] = []
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()  # start() runs in several threads at once (one per venue)
+        self._stopping = False
 
     def start(self, comp: Component) -> Component:
         comp.log = self.logdir / f"{comp.name}.log"
         env = {**os.environ, **comp.env, "PYTHONUNBUFFERED": "1"}
         t0 = time.monotonic()
         out = comp.log.open("ab")
-        proc = subprocess.Popen(comp.argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=_die_with_parent)
-        comp.pid = proc.pid
-        self._procs[comp.name] = proc
-        self.components.append(comp)
+        with self._lock:  # stop_all() either sees this process or this start is refused: nothing escapes it
+            if self._stopping:
+                raise ComponentFailed(comp.name, comp.log, "not started: stopping")
+            proc = subprocess.Popen(comp.argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+            comp.pid = proc.pid
+            self._procs[comp.name] = proc
+            self.components.append(comp)
         self._wait_ready(comp, proc)
         self.progress(f"{comp.name} ready in {time.monotonic() - t0:.1f}s (pid {proc.pid}, log {comp.log})")
         return comp
@@ -98,6 +105,8 @@ class Supervisor:
         assert comp.log is not None
         deadline = time.monotonic() + comp.ready_timeout
         while time.monotonic() < deadline:
+            if self._stopping:
+                raise ComponentFailed(comp.name, comp.log, "start-up abandoned: stopping")
             if proc.poll() is not None:
                 raise ComponentFailed(comp.name, comp.log, f"exited with code {proc.returncode} during start-up")
             if comp.announces and not comp.info:
@@ -122,15 +131,26 @@ class Supervisor:
 
     def failed(self) -> list[ComponentFailed]:
         out = []
-        for comp in self.components:
-            proc = self._procs[comp.name]
+        with self._lock:
+            running = [(c, self._procs[c.name]) for c in self.components]
+        for comp, proc in running:
             if proc.poll() is not None:
                 assert comp.log is not None
                 out.append(ComponentFailed(comp.name, comp.log, f"exited with code {proc.returncode}"))
         return out
 
     def stop_all(self) -> None:
-        for comp in reversed(self.components):
+        with self._lock:
+            self._stopping = True
+            started = list(self.components)
+        for comp in started:  # everything gets SIGTERM at once: the parts shut down in parallel
+            proc = self._procs.get(comp.name)
+            if proc is not None and proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except OSError:
+                    pass
+        for comp in reversed(started):
             proc = self._procs.get(comp.name)
             if proc is not None and proc.poll() is None:
                 stop_pid(proc.pid, timeout=15)
@@ -142,5 +162,6 @@ class Supervisor:
         alive = [c.name for c in self.components if c.pid and pid_alive(c.pid)]
         if alive:
             self.progress(f"WARNING: still alive after stop: {alive}")
-        self.components.clear()
-        self._procs.clear()
+        with self._lock:
+            self.components.clear()
+            self._procs.clear()

@@ -1,6 +1,9 @@
 """The live terminal view of `marketpipe dev`: per venue and market the best bid/ask and spread from the
 materialized books (derived book-top topic), the last finished candle, events/s per topic, consumer lag
-of the processors, gaps/resyncs/reconnects scraped from the producers' /metrics, and the query URLs."""
+of the processors, gaps/resyncs/reconnects scraped from the producers' /metrics, and the query URLs.
+
+`render` builds a rich renderable (tables with coloured states); `marketpipe dev` shows it in place
+with `rich.live` (cursor moves, no clear-screen), so the start-up log stays above it."""
 
 from __future__ import annotations
 
@@ -14,10 +17,14 @@ from aiokafka import AIOKafkaConsumer
 from confluent_kafka import TopicPartition as CKTopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
 
 from schemas import topics
 from schemas.registry import ContractRegistry
 
+FEED_GAUGES = {"marketpipe_feed_connected": "connected"}  # max over the venue's series
 FEED_COUNTERS = {
     "marketpipe_feed_gaps": "gaps",
     "marketpipe_feed_resyncs": "resyncs",
@@ -143,6 +150,10 @@ def scrape_feed_counters(url: str) -> dict[str, float]:
         return out
     out["up"] = 1.0
     for family in text_string_to_metric_families(text):
+        gauge = FEED_GAUGES.get(family.name)
+        if gauge is not None:
+            out[gauge] = max((s.value for s in family.samples), default=0.0)
+            continue
         name = FEED_COUNTERS.get(family.name)
         if name is None:
             continue
@@ -150,28 +161,73 @@ def scrape_feed_counters(url: str) -> dict[str, float]:
     return out
 
 
-def render(state: PipelineState, started: float) -> str:
-    lines = [f"marketpipe dev — up {time.monotonic() - started:5.0f}s   (Ctrl-C stops everything)", ""]
-    lines.append(f"{'venue:market':28} {'bid':>14} {'ask':>14} {'spread':>10} {'sync':>5}  last finished candle")
+# The colour of each state the view shows (rich style strings); tests read the rendered styles.
+STYLES = {
+    "ok": "green",  # producer up and connected, book in sync, lag small
+    "warn": "yellow",  # producer up but not connected to its venue, gaps/malformed counted, lag growing
+    "bad": "bold red",  # producer down (its /metrics does not answer), book out of sync, lag large, errors
+    "unknown": "dim",
+}
+LAG_WARN = 1_000  # events behind: yellow from here
+LAG_BAD = 10_000  # red from here
+
+
+def producer_state(counters: dict[str, float]) -> tuple[str, str]:
+    """(label, style) of a producer from its scraped counters."""
+    if not counters.get("up"):
+        return "DOWN", STYLES["bad"]
+    if "connected" in counters and not counters["connected"]:
+        return "disconnected", STYLES["warn"]
+    return "up", STYLES["ok"]
+
+
+def lag_style(lag: int | None) -> str:
+    if lag is None:
+        return STYLES["unknown"]
+    return STYLES["bad"] if lag >= LAG_BAD else STYLES["warn"] if lag >= LAG_WARN else STYLES["ok"]
+
+
+def _count(value: float, style_if_nonzero: str) -> Text:
+    return Text(f"{value:.0f}", style=style_if_nonzero if value else "")
+
+
+def render(state: PipelineState, started: float) -> RenderableType:
+    """The whole view as one rich renderable (redrawn in place by rich.live, or printed once)."""
+    header = Text.assemble(("marketpipe dev", "bold"), f" — up {time.monotonic() - started:.0f}s   ",
+                           ("(Ctrl-C stops everything)", "dim"))
+    books = Table(box=None, pad_edge=False, header_style="bold", expand=False)
+    for col, justify in (("venue:market", "left"), ("bid", "right"), ("ask", "right"), ("spread", "right"),
+                         ("sync", "left"), ("last finished candle", "left")):
+        books.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for key in sorted(state.tops):
         top = state.tops[key]
         cands = [c for (k, _), c in state.candles.items() if k == key]
         last = max(cands, key=lambda c: c["end_ts"], default=None)
         candle = (f"{last['interval']} O {last['open']} H {last['high']} L {last['low']} C {last['close']} "
                   f"V {last['volume']} n={last['trade_count']}") if last else "-"
-        lines.append(f"{key:28} {top['best_bid'] or '-':>14} {top['best_ask'] or '-':>14} "
-                     f"{top['spread'] or '-':>10} {'yes' if top['in_sync'] else 'NO':>5}  {candle}")
+        sync = Text("in sync", style=STYLES["ok"]) if top["in_sync"] else Text("OUT OF SYNC", style=STYLES["bad"])
+        books.add_row(key, str(top["best_bid"] or "-"), str(top["best_ask"] or "-"), str(top["spread"] or "-"),
+                      sync, candle)
+    parts: list[RenderableType] = [header, Text(""), books]
     if not state.tops:
-        lines.append("(waiting for the first materialized books...)")
-    lines.append("")
-    lines.append("events/s: " + "  ".join(f"{t.split('.', 1)[1]}={state.rates.get(t, 0):.0f}"
-                                          for t in sorted(state.totals)))
-    lines.append(f"processor consumer lag: {state.lag if state.lag is not None else '?'} events")
+        parts.append(Text("(waiting for the first materialized books...)", style=STYLES["unknown"]))
+    parts.append(Text(""))
+    parts.append(Text("events/s: " + "  ".join(f"{t.split('.', 1)[1]}={state.rates.get(t, 0):.0f}"
+                                               for t in sorted(state.totals))))
+    parts.append(Text.assemble("processor consumer lag: ",
+                               (f"{state.lag if state.lag is not None else '?'}", lag_style(state.lag)), " events"))
+    feeds = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("producer", "state", "gaps", "resyncs", "reconnects", "malformed"):
+        feeds.add_column(col, justify="left" if col in ("producer", "state") else "right", no_wrap=True)
     for venue, c in sorted(state.feeds.items()):
-        lines.append(f"  {venue:10} {'up' if c.get('up') else 'DOWN'}  gaps={c['gaps']:.0f} resyncs={c['resyncs']:.0f} "
-                     f"reconnects={c['reconnects']:.0f} malformed={c['bad']:.0f}")
-    lines.append("")
-    lines.append("queries: " + "   ".join(state.query_urls))
+        label, style = producer_state(c)
+        feeds.add_row(venue, Text(label, style=style), _count(c.get("gaps", 0), STYLES["warn"]),
+                      _count(c.get("resyncs", 0), STYLES["warn"]), _count(c.get("reconnects", 0), STYLES["warn"]),
+                      _count(c.get("bad", 0), STYLES["warn"]))
+    if state.feeds:
+        parts.append(feeds)
+    parts.append(Text(""))
+    parts.append(Text("queries: " + "   ".join(state.query_urls), style="dim"))
     for err in state.errors[-3:]:
-        lines.append(f"error: {err}")
-    return "\n".join(lines)
+        parts.append(Text(f"error: {err}", style=STYLES["bad"]))
+    return Group(*parts)

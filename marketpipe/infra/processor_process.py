@@ -46,7 +46,7 @@ class ProcessorProcess:
                     async with http.get(f"{self.url}/processor/ready") as r:
                         ready = await r.json()
                     if r.status == 200:
-                        async with http.get(f"{self.url}/processor/stats") as r:
+                        async with http.get(f"{self.url}/processor/stats", headers=self.auth_headers()) as r:
                             stats = await r.json()
                         if stats["ticks_seen"] > 0:
                             return ready
@@ -54,6 +54,11 @@ class ProcessorProcess:
                     pass
                 await asyncio.sleep(0.2)
         raise TimeoutError(f"worker on {self.url} not ready after {timeout}s; log {self.log_path}")
+
+    def auth_headers(self) -> dict[str, str]:
+        """The bearer token of the worker's query API, if it has one (its env)."""
+        token = self.env.get("MARKETPIPE_PROCESSOR_QUERY_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def alive(self) -> None:
         assert self.proc is not None and self.proc.poll() is None, f"worker died: see {self.log_path}"

@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,36 +59,32 @@ def _pick(preferred: int) -> int:
 def start_local(workdir: Path, progress: Progress = print, *, kafka_port: int | None = None,
                 controller_port: int | None = None, registry_port: int | None = None, brokers: int = 1,
                 persistent_registry: bool = True) -> Cluster:
-    """Start Kafka (``brokers`` KRaft nodes) and Apicurio as local processes under workdir; returns when the
-    brokers see each other and the registry answers, each answered by the process started here."""
+    """Start Kafka (``brokers`` KRaft nodes) and Apicurio as local processes under workdir, both at once (they
+    do not depend on each other: the registry keeps its schemas in a database file of its own); returns when
+    the brokers see each other and the registry answers, each answered by the process started here."""
     workdir.mkdir(parents=True, exist_ok=True)
-    artifacts.kafka_libs(progress)
-    kafka = KafkaCluster(workdir / "kafka", size=brokers)
-    t0 = time.monotonic()
-    progress(f"starting Kafka ({brokers} node{'s' if brokers > 1 else ''}) under {kafka.workdir}...")
-    first = (kafka_port, controller_port) if kafka_port and controller_port else None
-    kafka.start(progress, first_ports=first)
-    t_kafka = time.monotonic() - t0
-    progress(f"Kafka {kafka.bootstrap} answered after {t_kafka:.1f}s")
-    t1 = time.monotonic()
-    registry = LocalRegistry(workdir / "registry", registry_port or free_port(), persistent=persistent_registry)
-    progress(f"starting Apicurio Registry on {registry.url} (log {registry.log_path})...")
-    try:
-        for attempt in range(3):
+    artifacts.kafka_libs(progress)  # before the registry's own fetch: one mvn at a time on ~/.m2
+    registries: list[LocalRegistry] = []  # the registry thread's current attempt (stopped on failure)
+    with ThreadPoolExecutor(1, thread_name_prefix="registry") as pool:
+        registry_started = pool.submit(_start_registry, workdir, registry_port or free_port(), progress, registries,
+                                       persistent_registry)
+        try:
+            kafka, t_kafka = _start_kafka(workdir, brokers, kafka_port, controller_port, progress)
+        except BaseException:
+            for reg in registries:
+                reg.stop()  # its wait in the other thread then fails at once
             try:
-                registry.start(progress=progress)
-                break
-            except PortTaken as exc:  # another process won the race for the picked port: ours cannot serve it
-                registry.stop()
-                if attempt == 2:
-                    raise
-                progress(f"{exc}; retrying on another port")
-                registry = LocalRegistry(workdir / "registry", free_port(), persistent=persistent_registry)
-    except Exception:
-        kafka.stop()
-        raise
-    t_reg = time.monotonic() - t1
-    progress(f"Apicurio {registry.version} answered after {t_reg:.1f}s")
+                registry_started.result()
+            except BaseException:
+                pass
+            for reg in registries:
+                reg.stop()
+            raise
+        try:
+            registry, t_reg = registry_started.result()
+        except BaseException:
+            kafka.stop()
+            raise
 
     def stop() -> None:
         registry.stop()
@@ -96,6 +93,47 @@ def start_local(workdir: Path, progress: Progress = print, *, kafka_port: int | 
     return Cluster("local", kafka.bootstrap, registry.url, True,
                    {"kafka_start_s": round(t_kafka, 2), "registry_start_s": round(t_reg, 2)},
                    stop, kafka.nodes[0], registry, kafka)
+
+
+def _start_kafka(workdir: Path, brokers: int, kafka_port: int | None, controller_port: int | None,
+                 progress: Progress) -> tuple[KafkaCluster, float]:
+    kafka = KafkaCluster(workdir / "kafka", size=brokers)
+    t0 = time.monotonic()
+    progress(f"starting Kafka ({brokers} node{'s' if brokers > 1 else ''}) under {kafka.workdir}...")
+    first = (kafka_port, controller_port) if kafka_port and controller_port else None
+    try:
+        kafka.start(progress, first_ports=first)  # a port lost to a race is retried on others in there
+    except BaseException:
+        kafka.stop()
+        raise
+    t_kafka = time.monotonic() - t0
+    progress(f"Kafka {kafka.bootstrap} answered after {t_kafka:.1f}s")
+    return kafka, t_kafka
+
+
+def _start_registry(workdir: Path, port: int, progress: Progress, attempts: list[LocalRegistry],
+                    persistent: bool) -> tuple[LocalRegistry, float]:
+    registry = LocalRegistry(workdir / "registry", port, persistent=persistent)
+    attempts.append(registry)
+    t0 = time.monotonic()
+    progress(f"starting Apicurio Registry on {registry.url} (log {registry.log_path})...")
+    for attempt in range(3):
+        try:
+            registry.start(progress=progress)
+            break
+        except PortTaken as exc:  # another process won the race for the picked port: ours cannot serve it
+            registry.stop()
+            if attempt == 2:
+                raise
+            progress(f"{exc}; retrying on another port")
+            registry = LocalRegistry(workdir / "registry", free_port(), persistent=persistent)
+            attempts.append(registry)
+        except BaseException:
+            registry.stop()
+            raise
+    t_reg = time.monotonic() - t0
+    progress(f"Apicurio {registry.version} answered after {t_reg:.1f}s")
+    return registry, t_reg
 
 
 def _docker_answers() -> bool:

@@ -7,6 +7,7 @@
 - Exactness (see ``exact.py``): ``exchange.number = str`` and instance ``safe_float*`` that keep text.
 - Books: journaled order books (``journal.py``), the checksum verifiers ccxt lacks (``checksums.py``) and
   the per-connection sequence checks it lacks (``coinbase.py``).
+- Venues whose wire numbers are JSON numbers (:data:`JSON_NUMBER_VENUES`, Kraken v2) are decoded as text.
 - Malformed venue messages are skipped without killing ccxt's socket reader (``guard.py``).
 """
 
@@ -19,12 +20,16 @@ import ccxt.pro as ccxtpro
 
 from producers.ccxt.checksums import VERIFIERS
 from producers.ccxt.coinbase import SEQUENCE_CHECKS, TRADE_SNAPSHOT_CHECKS
-from producers.ccxt.fence import check_ccxt_version, install_message_guard, keep_exact_text
+from producers.ccxt.fence import check_ccxt_version, install_exact_json, install_message_guard, keep_exact_text
 from producers.ccxt.guard import Malformed
 from producers.ccxt.journal import install_journaled_books
 from producers.ccxt.settings import CcxtSettings
 
 log = logging.getLogger(__name__)
+
+# exchanges sending prices/sizes as JSON numbers whose digits matter (checksums, trailing zeros): their sockets
+# decode numbers as text (fence.install_exact_json) so no float ever holds a price
+JSON_NUMBER_VENUES = frozenset({"kraken"})
 
 
 def _rewrite(node: Any, base: str) -> Any:
@@ -70,6 +75,8 @@ def build_exchange(settings: CcxtSettings, *, on_checksum_mismatch: Any = None,
     for dotted, value in settings.url_overrides.items():
         _set_path(exchange.urls, dotted, value)
     keep_exact_text(exchange)
+    if exchange.id in JSON_NUMBER_VENUES:
+        install_exact_json(exchange)
     install_journaled_books(exchange)
     snapshot_check = TRADE_SNAPSHOT_CHECKS.get(exchange.id)
     if snapshot_check is not None and on_trade_hole is not None:  # inside the sequence check: sees what ccxt sees

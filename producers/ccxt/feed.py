@@ -15,9 +15,11 @@ and skipped; a malformed venue message that would kill ccxt's socket reader is c
 
 Nothing lost to ccxt's rings: trades, fills and orders are handed over by taps on ccxt's caches as ccxt
 parses them (``fence.install_item_taps``) into the producer's own queues; the ``watch_*`` calls only keep
-the subscriptions alive and raise errors. Where trade ids are consecutive (Binance ``aggTrade``, OKX) a
-hole or a reconnect is recovered over REST before anything newer is published, and what REST cannot
-return gets a gap marker (``market_channels.py``, ``trade_recovery.py``). Every reach into ccxt internals
+the subscriptions alive and raise errors. Where trade ids are consecutive (Binance ``aggTrade``, OKX,
+Kraken) a hole or a reconnect is recovered over REST before anything newer is published, and what REST
+cannot return gets a gap marker; elsewhere a restart gets an open-ended gap marker (``market_channels.py``,
+``trade_recovery.py``). Book integrity ccxt does not check (OKX and Kraken checksums, Bybit's ``u`` chain)
+is checked by the producer (``checksums.py``). Every reach into ccxt internals
 is in ``fence.py``; another ccxt version than the pinned one is refused at start-up.
 """
 

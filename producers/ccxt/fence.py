@@ -23,6 +23,13 @@ What reaches inside ccxt:
   factory is replaced so ccxt builds them (``journal.py`` explains what they are for).
 - **Checksums**: ``handle_order_book_message`` wrapped, ``client.subscriptions``/``client.reject`` used on
   a mismatch (``checksums.py``).
+- **Exact JSON numbers** (:func:`install_exact_json`): for venues that send prices as JSON *numbers*
+  (Kraken v2), each socket's ``handle_text_or_binary_message`` decodes with ``parse_float=str``, so ccxt
+  receives the wire text (``0.50000000``) instead of a float; caught on ``exchange.client``.
+- **Held resolves** (:func:`wrap_book_handler`): a handler that applies a book message *and* resolves the
+  waiting future in one go (kraken, bybit ``handle_order_book``) runs with ``client.resolve`` shadowed on the
+  instance, so a verifier can check the applied book (or skip the message) before anything is handed out;
+  ``client.send`` is used to unsubscribe a failed book before ccxt subscribes it again.
 - **Refused logins**: ``exchange.clients`` and ``client.subscriptions`` to drop authenticated sockets.
 - **Per-connection sequences** (Coinbase ``sequence_num``, ``coinbase.py``): ``handle_message`` wrapped so a
   check runs first, a counter kept on ccxt's ``Client``, ``client.subscriptions``/``client.reject`` to drop
@@ -32,6 +39,8 @@ What reaches inside ccxt:
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -39,6 +48,7 @@ from decimal import Decimal
 from typing import Any
 
 import ccxt
+from ccxt.async_support.base.ws.functions import is_json_encoded_object
 from ccxt.async_support.base.ws.order_book import OrderBook
 from ccxt.async_support.base.ws.order_book_side import Asks, Bids
 
@@ -72,13 +82,19 @@ UPSTREAM: dict[str, str] = {
     "ccxt.pro.okx.okx.handle_my_trades": "4be70eb3cc72e8c4",
     "ccxt.pro.okx.okx.handle_orders": "0c479d6256542d06",
     "ccxt.pro.okx.okx.handle_order_book_message": "931bad627529832d",
+    "ccxt.async_support.base.exchange.Exchange.client": "0c5ee9acdfcc620d",
+    "ccxt.async_support.base.ws.client.Client.handle_text_or_binary_message": "f7caef71aa276486",
+    "ccxt.async_support.base.ws.client.Client.resolve": "612316628c28108e",
+    "ccxt.async_support.base.ws.client.Client.reject": "7396d77ddfa56499",
+    "ccxt.pro.kraken.kraken.handle_order_book": "7eea47a939750317",
+    "ccxt.pro.kraken.kraken.watch_order_book_for_symbols": "d5ab4938a1c585b9",
+    "ccxt.pro.bybit.bybit.handle_order_book": "0f8ed6072979aac5",
+    "ccxt.pro.bybit.bybit.watch_topics": "4ded57376e3bf7db",
     "ccxt.pro.coinbase.coinbase.handle_message": "8226ca0074c9cd4a",
     "ccxt.pro.coinbase.coinbase.handle_order_book": "614e77ef2e19abab",
     "ccxt.pro.coinbase.coinbase.handle_trade": "fb288882593d0f20",
     "ccxt.pro.coinbase.coinbase.handle_heartbeats": "0adb25447d2fa4eb",
     "ccxt.pro.coinbase.coinbase.subscribe": "1783bb1b99d2f54f",
-    "ccxt.async_support.base.ws.client.Client.reject": "7396d77ddfa56499",
-    "ccxt.async_support.base.ws.client.Client.resolve": "612316628c28108e",
 }
 
 
@@ -304,6 +320,89 @@ def fail_book_subscription(exchange: Any, client: Any, message_hash: str, symbol
     if symbol in exchange.orderbooks:
         del exchange.orderbooks[symbol]
     client.reject(error, message_hash)
+
+
+# -- exact JSON numbers (kraken v2) ----------------------------------------------------------------------
+def install_exact_json(exchange: Any) -> None:
+    """Every socket of ``exchange`` decodes JSON numbers with a fraction as their text (``parse_float=str``).
+
+    Replaces ``Client.handle_text_or_binary_message`` on each client ``exchange.client(url)`` creates (same
+    steps as upstream: decompressed bytes decoded, JSON-looking text parsed, anything else passed as is).
+    Integers stay ``int``. ccxt's ``safe_string``/``safe_number`` then see the venue's own digits.
+    """
+    original = exchange.client
+
+    def client(url: str) -> Any:
+        c = original(url)
+        if not getattr(c, "_marketpipe_exact_json", False):
+            def handle_text_or_binary_message(data: Any) -> None:
+                if c.decompressBinary and isinstance(data, bytes):
+                    data = data.decode()
+                decoded = json.loads(data, parse_float=str) if is_json_encoded_object(data) else data
+                c.on_message_callback(c, decoded)
+
+            c.handle_text_or_binary_message = handle_text_or_binary_message
+            c._marketpipe_exact_json = True
+        return c
+
+    exchange.client = client
+
+
+# -- book handlers that resolve (kraken, bybit) ------------------------------------------------------------
+BookVerifier = Callable[[Any, Any], bool]  # (client, message) -> True: keep / hand out; False: drop
+
+
+def wrap_book_handler(exchange: Any, name: str, *, before: BookVerifier | None = None,
+                      after: BookVerifier | None = None, after_resolve: Callable[[Any, Any], None] | None = None) -> None:
+    """Wrap ``exchange.<name>(client, message)`` (a ccxt book handler that applies and resolves).
+
+    ``before`` False: the message is not handed to ccxt at all. ``after`` runs once ccxt applied the message,
+    with ``client.resolve`` held back: True releases the held resolves, False drops them (the verifier has
+    failed the subscription). ``after_resolve`` runs last (e.g. to stamp the book's nonce).
+    """
+    original = getattr(exchange, name)
+
+    def handler(client: Any, message: Any) -> Any:
+        if before is not None and not before(client, message):
+            return None
+        if after is None:
+            result = original(client, message)
+        else:
+            held: list[tuple[Any, Any]] = []
+
+            def hold(value: Any, message_hash: Any = None) -> Any:
+                held.append((value, message_hash))
+                return value
+
+            client.resolve = hold
+            try:
+                result = original(client, message)
+            finally:
+                del client.resolve  # back to Client.resolve
+            if after(client, message):
+                for value, message_hash in held:
+                    client.resolve(value, message_hash)
+        if after_resolve is not None:
+            after_resolve(client, message)
+        return result
+
+    setattr(exchange, name, handler)
+
+
+def book_subscription(client: Any, message_hash: str) -> Any:
+    """What ccxt stored for a subscription (kraken: ``{"limit": depth}``), or None."""
+    return client.subscriptions.get(message_hash)
+
+
+def send_in_background(client: Any, message: dict[str, Any]) -> None:
+    """Queue ``message`` on ``client``'s socket ahead of anything ccxt sends later (errors are logged)."""
+    task = asyncio.ensure_future(client.send(message))
+
+    def done(t: asyncio.Future[Any]) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            log.warning("sending %r failed: %s", message, t.exception())
+
+    task.add_done_callback(done)
 
 
 async def drop_authenticated_clients(exchange: Any) -> None:

@@ -122,6 +122,7 @@ class WatchedMarket:
     trades: TapQueue = field(default_factory=lambda: TapQueue())
     last_trade_id: int | None = None  # consecutive-id venues: the newest id published (or marked)
     last_trade_ts: int | None = None  # its exchange time, micros
+    gap_marked_after: str | None = None  # venues without replayable ids: the trade an open gap marker follows
 
 
 class ChannelHost:

@@ -9,6 +9,7 @@ from typing import Any
 from prometheus_client import Gauge
 
 from producers.ccxt import mapping
+from producers.ccxt.coinbase import TRADE_SNAPSHOT_CHECKS
 from producers.ccxt.exact import exact_text
 from producers.ccxt.host import Body, ChannelHost, TapOverflow, TradeHole, WatchedMarket, watch_and_drain
 from producers.ccxt.trade_recovery import TradeHistory, int_id, trade_history
@@ -32,15 +33,24 @@ class MarketDataChannels(ChannelHost):
         no longer overwrite a trade before it is published. The queue is bounded only by back-pressure:
         it grows while ``publish`` blocks and is never overwritten. Where ids are consecutive
         (``trade_recovery.py``) a hole, and every reconnect, is recovered over REST before anything newer
-        is published; what REST cannot return is marked with a gap marker.
+        is published; what REST cannot return is marked with a gap marker. Where ids say nothing about
+        holes (Bybit's UUIDs...), a restart after trades flowed publishes an open-ended gap marker
+        (``reconnect``, one per hole however often the reconnect is retried): trades of the time the
+        subscription was down may be missing, and the stream says so where they are. Not where the venue's
+        resubscribe snapshot tells exactly whether trades are missing (Coinbase, ``coinbase.py``: then a
+        ``snapshot-short`` marker, only when they may be).
         """
         name = f"trades:{m.market}"
         history = self._trade_history() if self.settings.trade_recovery else None
         watch_params = history.watch_params if history is not None else {}
+        snapshot_checked = self.exchange.id in TRADE_SNAPSHOT_CHECKS
 
         async def body(backoff: Backoff) -> None:
             if history is not None and m.last_trade_id is not None:  # a reconnect: catch up over REST
                 await self._recover_trades(m, history, m.last_trade_id, None, None, "reconnect")
+            elif history is None and not snapshot_checked and m.trade_order \
+                    and m.gap_marked_after != m.trade_order[-1]:
+                await self._mark_open_trade_gap(m, "reconnect")  # a restart, ids without replay: once per hole
             await watch_and_drain(lambda: self.exchange.watch_trades(m.symbol, None, None, dict(watch_params)),
                                   m.trades, lambda: self._drain_trades(m, history),
                                   lambda: self._got_data(name, "trades", backoff))
@@ -110,7 +120,7 @@ class MarketDataChannels(ChannelHost):
         delay = s.trade_recovery_retry_delay
         for attempt in range(s.trade_recovery_attempts):
             try:
-                got = await history.fetch_range(m.symbol, after, before)
+                got = await history.fetch_range(m.symbol, after, before, after_ts=m.last_trade_ts)
                 error = None
                 break
             except asyncio.CancelledError:
@@ -157,6 +167,17 @@ class MarketDataChannels(ChannelHost):
                     self.venue, m.market, missing, after + 1, before - 1, reason)
         m.last_trade_id = before - 1
 
+    async def _mark_open_trade_gap(self, m: WatchedMarket, reason: str) -> None:
+        """Trades after the last published one may be missing, up to now (ids cannot tell how many)."""
+        receive_ts = now_micros()
+        after = m.trade_order[-1]
+        await self._emitter().trade_gap(m.market, m.venue_symbol, reason=reason,
+                                        from_ts=m.last_trade_ts if m.last_trade_ts is not None else receive_ts,
+                                        to_ts=receive_ts, receive_ts=receive_ts, after_id=after)
+        m.gap_marked_after = after
+        log.warning("%s %s: trades after %s may be missing (%s, no replayable ids): gap marker published",
+                    self.venue, m.market, after, reason)
+
     async def _publish_numbered(self, m: WatchedMarket, t: dict[str, Any], tid: int, receive_ts: int) -> bool:
         if await self._publish_trade(m, t, str(tid), receive_ts):
             m.last_trade_id = tid
@@ -173,6 +194,7 @@ class MarketDataChannels(ChannelHost):
         if await self._publish_trade(m, t, trade_id, receive_ts):
             m.seen_trades.add(trade_id)
             m.trade_order.append(trade_id)
+            m.last_trade_ts = mapping.ms_to_micros(t.get("timestamp"), receive_ts)
             if len(m.trade_order) > self.settings.trade_dedup_window:
                 m.seen_trades.discard(m.trade_order.popleft())
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 
-from marketpipe.settings import EnvList
+from marketpipe.settings import Count, EnvList, HttpUrl
 from producers.core.settings import FeedSettings
 
 PUBLIC_CHANNELS = ("book", "trades", "ticker", "ohlcv")
@@ -31,26 +31,26 @@ class CcxtSettings(FeedSettings):
     exchange: str = "binance"  # a ccxt.pro exchange id
     venue: str | None = None  # venue id in events and keys; default: the exchange id
     channels: EnvList = list(PUBLIC_CHANNELS)
-    book_depth: int | None = None  # limit passed to watch_order_book (None: the exchange default)
+    book_depth: int | None = Field(None, gt=0)  # limit passed to watch_order_book (None: the exchange default)
     ohlcv_intervals: EnvList = ["1m"]
     api_password: SecretStr | None = None  # passphrase (OKX, KuCoin...)
     private_channels: EnvList = []  # empty + credentials -> balance, orders, fills
     account_label: str = "default"  # account id in AccountEvents when account_id is not set
-    rest_base_override: str | None = None
+    rest_base_override: HttpUrl | None = None
     url_overrides: dict[str, str] = {}
     ccxt_options: dict[str, Any] = {}
     ccxt_config: dict[str, Any] = {}  # extra constructor config (timeout, enableRateLimit...)
     verify_checksums: bool = True  # venue checksums ccxt skips (OKX), see producers/ccxt/checksums.py
     check_sequence: bool = True  # per-connection message sequences ccxt skips (Coinbase), see producers/ccxt/coinbase.py
     heartbeats: bool = True  # keep-alive channels ccxt never subscribes to (Coinbase heartbeats)
-    trade_dedup_window: int = 10_000  # recent trade ids remembered per market (venues without consecutive ids)
+    trade_dedup_window: Count = 10_000  # recent trade ids remembered per market (venues without consecutive ids)
     # items a ccxt tap may hold per queue (trades per market, orders, fills) while publishing blocks (Kafka
     # away): beyond it, items are refused and recovered over REST (consecutive trade ids) or gap-marked
     tap_queue_max: int = Field(200_000, gt=0)
     trade_recovery: bool = True  # fill holes in consecutive trade ids over REST (binance aggTrades, okx)
-    trade_recovery_attempts: int = 3  # REST attempts per hole before it is marked with a gap marker
+    trade_recovery_attempts: Count = 3  # REST attempts per hole before it is marked with a gap marker
     trade_recovery_retry_delay: float = 0.5  # seconds, doubled per attempt
-    trade_recovery_max_pages: int = 100  # REST pages per hole (binance 1000 trades each, okx 100)
+    trade_recovery_max_pages: Count = 100  # REST pages per hole (binance 1000 trades each, okx 100)
 
     @field_validator("channels")
     @classmethod
@@ -70,6 +70,10 @@ class CcxtSettings(FeedSettings):
 
     def venue_id(self) -> str:
         return (self.venue or self.exchange).lower()
+
+    def needs_markets(self) -> bool:
+        """Without markets only the private (account) channels run, and those need credentials."""
+        return not self.has_credentials()
 
     def has_credentials(self) -> bool:
         return self.api_key is not None and self.api_secret is not None

@@ -11,6 +11,10 @@ venue's REST history can fill it:
   ``fetch_trades(symbol, None, 100, {"method": "publicGetMarketHistoryTrades", "after": id})``, pages
   backwards (``after``: records older than that tradeId, newest first, at most 100).
 
+- **Kraken** (v2 ``trade`` channel, ``trade_id``): ``GET /0/public/Trades?since=`` through
+  ``fetch_trades(symbol, None, 1000, {"since": ns})``, pages forward by time from the last published trade
+  (``since`` is a nanosecond cursor, not an id; rows carry the ``trade_id``).
+
 Other exchanges publish every trade ccxt parses (the tap, ``fence.py``) without hole detection.
 """
 
@@ -43,9 +47,11 @@ class TradeHistory:
         self.exchange = exchange
         self.max_pages = max_pages
 
-    async def fetch_range(self, symbol: str, after: int, before: int | None) -> list[dict[str, Any]]:
-        """Trades with ``after < id < before`` (``before`` None: up to now), ascending, deduped. Raises the
-        ccxt error of a failed request; may return fewer than asked when the venue has no more."""
+    async def fetch_range(self, symbol: str, after: int, before: int | None, *,
+                          after_ts: int | None = None) -> list[dict[str, Any]]:
+        """Trades with ``after < id < before`` (``before`` None: up to now), ascending, deduped. ``after_ts``:
+        the exchange time (micros) of trade ``after``, for venues that page by time. Raises the ccxt error of a
+        failed request; may return fewer than asked when the venue has no more."""
         raise NotImplementedError
 
 
@@ -53,7 +59,8 @@ class BinanceAggTrades(TradeHistory):
     watch_params = {"name": "aggTrade"}
     page_size = 1000
 
-    async def fetch_range(self, symbol: str, after: int, before: int | None) -> list[dict[str, Any]]:
+    async def fetch_range(self, symbol: str, after: int, before: int | None, *,
+                          after_ts: int | None = None) -> list[dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
         cursor = after + 1
         for _ in range(self.max_pages):
@@ -74,7 +81,8 @@ class BinanceAggTrades(TradeHistory):
 class OkxHistoryTrades(TradeHistory):
     page_size = 100
 
-    async def fetch_range(self, symbol: str, after: int, before: int | None) -> list[dict[str, Any]]:
+    async def fetch_range(self, symbol: str, after: int, before: int | None, *,
+                          after_ts: int | None = None) -> list[dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
         cursor = before
         for _ in range(self.max_pages):
@@ -94,7 +102,37 @@ class OkxHistoryTrades(TradeHistory):
         return [out[i] for i in sorted(out)]
 
 
-HISTORIES: dict[str, type[TradeHistory]] = {"binance": BinanceAggTrades, "okx": OkxHistoryTrades}
+class KrakenTrades(TradeHistory):
+    """Kraken ``GET /0/public/Trades?pair=&since=&count=``: the trades after ``since`` (a nanosecond
+    timestamp cursor), oldest first, at most ``count`` (1000); each row ends with its ``trade_id``, and the
+    response's ``last`` is the cursor of the next page (ccxt appends it to the last row of the page)."""
+
+    page_size = 1000
+
+    async def fetch_range(self, symbol: str, after: int, before: int | None, *,
+                          after_ts: int | None = None) -> list[dict[str, Any]]:
+        if after_ts is None:
+            raise ValueError("kraken trade recovery pages by time: the last trade's time is unknown")
+        out: dict[int, dict[str, Any]] = {}
+        cursor = str(max(after_ts - 1, 0) * 1000)  # micros -> the nanosecond cursor, just before trade `after`
+        for _ in range(self.max_pages):
+            page = await self.exchange.fetch_trades(symbol, None, self.page_size, {"since": cursor})
+            for t in page:
+                i = int_id(t)
+                if i is not None and i > after and (before is None or i < before):
+                    out[i] = t
+            ids = [i for i in (int_id(t) for t in page) if i is not None]
+            info = page[-1].get("info") if page else None
+            next_cursor = str(info[7]) if isinstance(info, list) and len(info) > 7 else None
+            if (len(page) < self.page_size or next_cursor is None or next_cursor == cursor
+                    or (before is not None and ids and max(ids) >= before - 1)):
+                break
+            cursor = next_cursor
+        return [out[i] for i in sorted(out)]
+
+
+HISTORIES: dict[str, type[TradeHistory]] = {"binance": BinanceAggTrades, "okx": OkxHistoryTrades,
+                                            "kraken": KrakenTrades}
 
 
 def trade_history(exchange: Any, max_pages: int) -> TradeHistory | None:

@@ -39,6 +39,13 @@ How to add a venue
    ``XFeed(settings).run()``.
 4. Tests against the venue simulator through the wire; ``tests/feedcore/kafka_reader.py`` reads
    back what landed in Kafka and ``tests/feedcore/book_replay.py`` rebuilds books from BookUpdates.
+5. One entry in ``marketpipe/venues.py`` (name, producer package, settings class, simulator, how
+   ``marketpipe dev`` wires it): ``produce``, ``simulate``, ``dev --venues``, the dev plan and the Helm
+   chart's allowed venues follow from it (``python -m marketpipe.venues --write`` rewrites the chart's enum
+   and venue list and README's table; ``tests/helm/test_venue_registry.py`` fails until they match). A ccxt exchange needs only this step, its simulator and its tests.
+   Give settings their ranges (``Port``, ``Seconds``, ``Count``, ``Field(gt=...)``, ``WsUrl``/``HttpUrl``)
+   and set ``markets_required`` when an empty market list would leave the feed idle: ``marketpipe produce``
+   reports every bad setting in one line before anything starts.
 """
 
 from producers.core.backoff import Backoff

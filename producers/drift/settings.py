@@ -8,8 +8,9 @@ precision is its mint's decimals (required for spot).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from marketpipe.settings import EnvList
+from marketpipe.settings import Count, EnvList, HttpUrl, Port, Seconds, WsUrl
 from producers.core.settings import FeedSettings
 
 PERP_BASE_EXP = 9
@@ -48,16 +49,17 @@ class DriftMarketSpec:
 
 
 class DriftSettings(FeedSettings):
-    ws_url: str = "wss://dlob.drift.trade/ws"
-    rest_url: str | None = "https://dlob.drift.trade"
+    markets_required: ClassVar[bool] = True
+    ws_url: WsUrl = "wss://dlob.drift.trade/ws"
+    rest_url: HttpUrl | None = "https://dlob.drift.trade"
     markets: EnvList = ["perp:0:SOL-PERP", "perp:1:BTC-PERP", "perp:2:ETH-PERP", "spot:1:SOL:9"]
-    metrics_port: int = 9111
+    metrics_port: Port = 9111
     drift_trades: bool = True  # subscribe to trades_* as well as the grouped order books
-    drift_heartbeat_timeout: float = 12.0  # no {"channel":"heartbeat"} for this long -> reconnect (server: 5 s)
-    watchdog_seconds: float = 15.0  # no frame at all for this long -> reconnect
+    drift_heartbeat_timeout: Seconds = 12.0  # no {"channel":"heartbeat"} for this long -> reconnect (server: 5 s)
+    watchdog_seconds: Seconds = 15.0  # no frame at all for this long -> reconnect
     drift_ws_deflate: bool = False  # permessage-deflate (server supports it): less bandwidth, more CPU
     drift_rest_snapshot_on_connect: bool = False  # GET /l2 after subscribing (the grouped channel sends none)
-    drift_trade_dedup_window: int = 200_000  # (txSig, fillRecordId) pairs remembered
+    drift_trade_dedup_window: Count = 200_000  # (txSig, fillRecordId) pairs remembered
     drift_fast_book_encoder: bool = True  # specialised Avro writer for SNAPSHOTs, checked against fastavro
 
     def market_specs(self) -> list[DriftMarketSpec]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
-from marketpipe.settings import EnvList
+from marketpipe.settings import Count, EnvList, HttpUrl, Port, Seconds, WsUrl
 from producers.core.settings import FeedSettings
 
 DEFAULT_CHANNELS = ["fill_event", "place_limit_order_event", "change_order_size_event", "cancel_order_event",
@@ -20,13 +20,13 @@ DEFAULT_CHANNELS = ["fill_event", "place_limit_order_event", "change_order_size_
 
 
 class EconiaSettings(FeedSettings):
-    ws_url: str = "ws://127.0.0.1:3001"  # DSS postgres-websockets (compose maps 3001 -> 3000)
-    rest_url: str | None = "http://127.0.0.1:3000"  # DSS PostgREST
-    metrics_port: int = 9112
+    ws_url: WsUrl = "ws://127.0.0.1:3001"  # DSS postgres-websockets (compose maps 3001 -> 3000)
+    rest_url: HttpUrl | None = "http://127.0.0.1:3000"  # DSS PostgREST
+    metrics_port: Port = 9112
     econia_jwt_secret: SecretStr | None = None
     econia_channels: EnvList = DEFAULT_CHANNELS
     econia_token_ttl: float | None = 3600.0  # exp of minted tokens (s); None = no exp claim
-    econia_backfill_page: int = 100  # rows per PostgREST request (DSS caps replies)
+    econia_backfill_page: Count = 100  # rows per PostgREST request (DSS caps replies)
     econia_start_txn_version: int | None = None  # first start: backfill after this; None = start live
     # Venue order: events wait at most this long (s) / this many events to be put in (txn_version, event_idx)
     # order; a transaction delivered later than the window after a higher one is "late" (resync/restate).
@@ -39,11 +39,11 @@ class EconiaSettings(FeedSettings):
     # (+ econia_reorder_seconds when it is newer than what was published).
     econia_reconcile_seconds: float = Field(5.0, gt=0)
     econia_reconcile_lookback: float = Field(30.0, gt=0)
-    econia_dedup_window: int = 500_000  # (txn_version, event_idx) keys remembered
+    econia_dedup_window: Count = 500_000  # (txn_version, event_idx) keys remembered
     econia_book: bool = True  # derive L2 books from the order events (needs the four order-event channels)
     # postgres-websockets sends only WebSocket pings (every 30 s) and quiet markets send nothing, so the
     # frame watchdog is off by default; the client's own WS pings detect a dead connection.
-    watchdog_seconds: float = 86_400.0
+    watchdog_seconds: Seconds = 86_400.0
 
     @model_validator(mode="after")
     def _lookback_covers_interval(self) -> EconiaSettings:

@@ -12,7 +12,7 @@ import argparse
 import asyncio
 
 from simulators.binance import BinanceSimulator, MarketModel
-from simulators.cex_cli import drive, parser
+from simulators.cex_cli import add_common_arguments, drive, parser
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -22,9 +22,17 @@ async def run(args: argparse.Namespace) -> None:
     await drive(sim, "binance", [m.symbol for m in models], args, [(args.gap_every, sim.gap_next)])
 
 
-def main(argv: list[str] | None = None) -> int:
-    asyncio.run(run(parser(__doc__, 18765).parse_args(argv)))
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common_arguments(p, 18765)
+
+
+def serve(args: argparse.Namespace) -> int:
+    asyncio.run(run(args))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve(parser(__doc__, 18765, prog="python -m simulators.binance").parse_args(argv))
 
 
 if __name__ == "__main__":

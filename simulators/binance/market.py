@@ -137,6 +137,11 @@ class MarketModel:
         price = self.best_bid() if side == "bid" else self.best_ask()
         return self._set(side, price, self._random_size())
 
+    def change_level(self, side: str, rank: int) -> LevelChange:
+        """Change the size at the ``rank``-th best level of a side (0 = the best)."""
+        levels = self.sorted_bids(rank + 1) if side == "bid" else self.sorted_asks(rank + 1)
+        return self._set(side, levels[-1][0], self._random_size())
+
     def _random_change(self) -> LevelChange:
         side = "bid" if self.rng.random() < 0.5 else "ask"
         book = self.bids if side == "bid" else self.asks

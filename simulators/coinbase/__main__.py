@@ -13,7 +13,7 @@ import argparse
 import asyncio
 
 from simulators.binance import MarketModel
-from simulators.cex_cli import drive, parser
+from simulators.cex_cli import add_common_arguments, drive
 from simulators.coinbase import CoinbaseSimulator
 
 
@@ -24,12 +24,23 @@ async def run(args: argparse.Namespace) -> None:
     await drive(sim, "coinbase", [m.symbol for m in models], args, [(args.gap_every, sim.gap_next)])
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__, 18767)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common_arguments(p, 18767)
     p.set_defaults(markets=["BTC/USD"])
-    p.add_argument("--idle-close", type=float, default=75.0)
-    asyncio.run(run(p.parse_args(argv)))
+    p.add_argument("--idle-close", type=float, default=75.0,
+                   help="seconds a subscription may stay silent without heartbeats before it is closed")
+
+
+def serve(args: argparse.Namespace) -> int:
+    asyncio.run(run(args))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulators.coinbase", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return serve(p.parse_args(argv))
 
 
 if __name__ == "__main__":

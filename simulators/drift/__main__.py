@@ -42,17 +42,26 @@ async def _run(args: argparse.Namespace) -> int:
         await sim.stop()
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port, announced on stdout)")
+    p.add_argument("--firehose", type=float, default=None, metavar="RATE",
+                   help="benchmark mode: book frames/s to the first subscriber, 0 = unthrottled")
+    p.add_argument("--seconds", type=float, default=10.0, help="firehose: how long to send")
+    p.add_argument("--settle", type=float, default=0.5, help="firehose: seconds to wait before and after sending")
+    p.add_argument("--max-seconds", type=float, default=120.0, help="stop by itself after this many seconds")
+    p.add_argument("--book-interval", type=float, default=0.4, help="seconds between grouped book snapshots")
+    p.add_argument("--heartbeat-interval", type=float, default=5.0, help="seconds between heartbeat messages")
+    p.add_argument("--no-compress", action="store_true", help="refuse permessage-deflate")
+
+
+def serve(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args))
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m simulators.drift")
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--firehose", type=float, default=None, metavar="RATE", help="frames/s, 0 = unthrottled")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--settle", type=float, default=0.5)
-    p.add_argument("--max-seconds", type=float, default=120.0)
-    p.add_argument("--book-interval", type=float, default=0.4)
-    p.add_argument("--heartbeat-interval", type=float, default=5.0)
-    p.add_argument("--no-compress", action="store_true")
-    return asyncio.run(_run(p.parse_args(argv)))
+    p = argparse.ArgumentParser(prog="python -m simulators.drift", description=__doc__)
+    add_arguments(p)
+    return serve(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -31,18 +31,27 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m simulators.econia")
-    p.add_argument("--port", type=int, default=0)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=0,
+                   help="PostgREST port on 127.0.0.1 (0: any free port; the WebSocket port is announced too)")
     p.add_argument("--interval", type=float, default=0.2, help="seconds between random transactions")
-    p.add_argument("--ping-interval", type=float, default=30.0)
-    p.add_argument("--max-seconds", type=float, default=600.0)
+    p.add_argument("--ping-interval", type=float, default=30.0, help="seconds between WebSocket pings")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="stop by itself after this many seconds")
     p.add_argument("--reorder-probability", type=float, default=0.0,
                    help="share of transactions notified after the next one (out of order)")
     p.add_argument("--drop-probability", type=float, default=0.0,
                    help="share of notifications silently never sent (rows stay in PostgREST)")
     p.add_argument("--crossing-orders", action="store_true", help="also place limit orders that cross the spread")
-    return asyncio.run(_run(p.parse_args(argv)))
+
+
+def serve(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulators.econia", description=__doc__)
+    add_arguments(p)
+    return serve(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import argparse
 import asyncio
 
 from simulators.binance import MarketModel
-from simulators.cex_cli import drive, parser
+from simulators.cex_cli import add_common_arguments, drive
 from simulators.okx import OkxSimulator
 
 
@@ -25,14 +25,25 @@ async def run(args: argparse.Namespace) -> None:
                 [(args.gap_every, sim.gap_next), (args.corrupt_every, sim.corrupt_next)])
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__, 18766)
-    p.add_argument("--corrupt-every", type=int, default=0)
-    p.add_argument("--api-key", default="sim-key")
-    p.add_argument("--secret", default="sim-secret")
-    p.add_argument("--passphrase", default="sim-pass")
-    asyncio.run(run(p.parse_args(argv)))
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common_arguments(p, 18766)
+    p.add_argument("--corrupt-every", type=int, default=0,
+                   help="corrupt one book update's checksum every N steps (0: never)")
+    p.add_argument("--api-key", default="sim-key", help="API key the private channels accept")
+    p.add_argument("--secret", default="sim-secret", help="API secret the private channels accept")
+    p.add_argument("--passphrase", default="sim-pass", help="API passphrase the private channels accept")
+
+
+def serve(args: argparse.Namespace) -> int:
+    asyncio.run(run(args))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulators.okx", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return serve(p.parse_args(argv))
 
 
 if __name__ == "__main__":

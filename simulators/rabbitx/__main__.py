@@ -56,22 +56,32 @@ async def _run(args: argparse.Namespace) -> int:
         await sim.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m simulators.rabbitx")
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--markets", nargs="+", default=["BTC-USD"])
-    p.add_argument("--firehose", type=float, default=None, metavar="RATE", help="messages/s, 0 = unthrottled")
-    p.add_argument("--seconds", type=float, default=10.0)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port, announced on stdout)")
+    p.add_argument("--markets", nargs="+", default=["BTC-USD"], help="RabbitX market ids to serve")
+    p.add_argument("--firehose", type=float, default=None, metavar="RATE",
+                   help="benchmark mode: book messages/s to the first subscriber, 0 = unthrottled")
+    p.add_argument("--seconds", type=float, default=10.0, help="firehose: how long to send")
     p.add_argument("--rate", type=float, default=50.0, help="normal-flow messages/s when not in firehose mode")
-    p.add_argument("--profile-id", default="13579")
-    p.add_argument("--token-ttl", type=float, default=48 * 3600.0)
+    p.add_argument("--profile-id", default="13579", help="the simulated account's profile id")
+    p.add_argument("--token-ttl", type=float, default=48 * 3600.0, help="seconds a JWT it issues stays valid")
     p.add_argument("--batch", type=int, default=8, help="messages per frame at most")
-    p.add_argument("--ping-interval", type=float, default=25.0)
-    p.add_argument("--max-queue", type=int, default=100_000)
-    p.add_argument("--settle", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--max-seconds", type=float, default=3600.0)
-    return asyncio.run(_run(p.parse_args(argv)))
+    p.add_argument("--ping-interval", type=float, default=25.0, help="seconds between Centrifugo pings")
+    p.add_argument("--max-queue", type=int, default=100_000,
+                   help="messages queued per slow client before it is cut off")
+    p.add_argument("--settle", type=float, default=1.0, help="firehose: seconds to wait before and after sending")
+    p.add_argument("--seed", type=int, default=1, help="random seed of the market activity")
+    p.add_argument("--max-seconds", type=float, default=3600.0, help="stop by itself after this many seconds")
+
+
+def serve(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulators.rabbitx", description=__doc__)
+    add_arguments(p)
+    return serve(p.parse_args(argv))
 
 
 if __name__ == "__main__":

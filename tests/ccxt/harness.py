@@ -58,6 +58,19 @@ class FeedRun:
         return await read_events(self.settings.kafka_bootstrap, self.registry, topic, self.start[topic.name],
                                  keys={key})
 
+    async def events_reaching(self, topic: TopicSpec, market: str, exchange_ts: int,
+                              timeout: float = 15.0) -> list[dict[str, Any]]:
+        """The market's events once one with ``exchange_ts`` (micros) is among them (or AssertionError)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            events = await self.events(topic, market)
+            if any(e["exchange_ts"] == exchange_ts for e in events):
+                return events
+            if loop.time() > deadline:
+                raise AssertionError(f"no {topic.name} event with exchange_ts {exchange_ts} after {timeout}s")
+            await asyncio.sleep(0.2)
+
     async def book_until(self, market: str, truth: Callable[[], tuple[dict, dict]],
                          timeout: float = 20.0) -> tuple[ReplayedBook, list[dict[str, Any]]]:
         """Replays the market's BookUpdates until they equal the simulator's truth (or times out)."""

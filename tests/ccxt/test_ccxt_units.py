@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import zlib
 from decimal import Decimal
 
 import pytest
 
 from producers.ccxt import CcxtSettings
-from producers.ccxt.checksums import okx_book_checksum
+from producers.ccxt.checksums import kraken_book_checksum, okx_book_checksum
 from producers.ccxt.exact import exact_text, safe_exact, to_exact_decimal
 from producers.ccxt.exchange import build_exchange
 from producers.ccxt.host import TapOverflow, TapQueue
 from producers.ccxt.journal import JournaledOrderBook
 from producers.ccxt.mapping import order_payload
 from producers.ccxt.symbols import normalize_market, normalize_symbol, resolve_symbols
+from simulators.kraken import kraken_checksum
 from simulators.okx import okx_checksum
 
 
@@ -110,6 +112,40 @@ def test_settings_from_environment(monkeypatch):
     monkeypatch.setenv("MARKETPIPE_CHANNELS", "book,orderbook")
     with pytest.raises(ValueError, match="unknown channels"):
         CcxtSettings()
+
+
+def test_kraken_checksum_hashes_the_wire_digits_asks_first():
+    """Kraken v2 doc: "45285.2" -> "452852", "0.00100000" -> "100000"; asks low to high, then bids high to low."""
+    asks = [("45285.2", "0.00100000"), ("45286.0", "1.50000000")]
+    bids = [("45283.5", "0.10000000"), ("45280.0", "0.00000500")]
+    ob = JournaledOrderBook({}, None)
+    for p, q in asks:
+        ob["asks"].store(p, q)
+    for p, q in bids:
+        ob["bids"].store(p, q)
+    expected = zlib.crc32(b"452852100000" b"452860150000000" b"45283510000000" b"452800500")
+    assert kraken_book_checksum(ob) == expected == kraken_checksum(bids, asks)
+    # the same values as floats lose the trailing zeros Kraken hashes: a float-built book cannot match
+    ob_float = JournaledOrderBook({}, None)
+    for p, q in asks:
+        ob_float["asks"].store(float(p), float(q))
+    for p, q in bids:
+        ob_float["bids"].store(float(p), float(q))
+    assert kraken_book_checksum(ob_float) != expected
+
+
+async def test_kraken_sockets_decode_json_numbers_as_their_text():
+    s = CcxtSettings(exchange="kraken", markets=["BTC/USD"], rest_base_override="http://127.0.0.1:9",
+                     url_overrides={"api.ws.publicV2": "ws://127.0.0.1:9/v2"})
+    ex = build_exchange(s)
+    try:
+        client = ex.client(ex.urls["api"]["ws"]["publicV2"])
+        got: list[object] = []
+        client.on_message_callback = lambda _client, message: got.append(message)
+        client.handle_text_or_binary_message('{"data":[{"price":62807.0,"qty":0.50930100,"trade_id":4665906}]}')
+        assert got == [{"data": [{"price": "62807.0", "qty": "0.50930100", "trade_id": 4665906}]}]
+    finally:
+        await ex.close()
 
 
 async def test_build_exchange_points_ccxt_at_overrides_and_keeps_text():

@@ -45,7 +45,7 @@ def test_another_ccxt_version_is_refused_with_a_clear_message(monkeypatch):
         check_ccxt_version("4.6.1")
     monkeypatch.setattr(ccxt, "__version__", "4.5.91")
     with pytest.raises(CcxtVersionMismatch, match=r"found ccxt 4\.5\.91.*producers/ccxt/fence\.py"):
-        build_exchange(CcxtSettings(exchange="binance"))
+        build_exchange(CcxtSettings(exchange="binance", markets=["BTC/USDT"]))
 
 
 def test_producer_main_exits_2_on_another_ccxt_version(monkeypatch, caplog):
@@ -53,7 +53,7 @@ def test_producer_main_exits_2_on_another_ccxt_version(monkeypatch, caplog):
 
     monkeypatch.setattr(ccxt, "__version__", "5.0.0")
     with caplog.at_level("CRITICAL"):
-        assert main(CcxtSettings(exchange="binance", serve_health=False)) == 2
+        assert main(CcxtSettings(exchange="binance", markets=["BTC/USDT"], serve_health=False)) == 2
     assert any("needs ccxt==4.5.90" in r.getMessage() for r in caplog.records)
 
 

@@ -19,8 +19,8 @@ from typing import Any
 from marketpipe.infra.ports import port_open
 from marketpipe.infra.processes import pid_alive
 
-UP_WITHIN_S = 120  # warm cache, 2 cores, five venues
-VENUES = "rabbitx,drift,econia,binance,okx"
+UP_WITHIN_S = 150  # warm cache, 2 cores, seven venues
+VENUES = "rabbitx,drift,econia,binance,okx,kraken,bybit"
 
 
 def get_json(url: str) -> tuple[int, Any]:
@@ -103,9 +103,10 @@ def test_dev_command_end_to_end(cluster, registry_url: str, tmp_path: Path) -> N
         def candles_everywhere() -> dict[str, Any] | None:
             s = status()
             venues_with_candles = {k.split(":", 1)[0] for k in (s or {}).get("candles", {})}
-            return s if venues_with_candles >= {"rabbitx", "drift", "binance", "okx"} else None
+            return s if venues_with_candles >= {"rabbitx", "drift", "binance", "okx", "kraken", "bybit"} else None
 
-        state = wait_for(candles_everywhere, 60, "finished candles for every trading venue", proc, log)
+        # a 1m candle finishes at the next minute boundary plus the grace period: up to ~70 s after the first trade
+        state = wait_for(candles_everywhere, 150, "finished candles for every trading venue", proc, log)
         pids = [c["pid"] for c in state["components"]]
         ports = [c["port"] for c in state["components"]]
         assert all(pid_alive(p) for p in pids)

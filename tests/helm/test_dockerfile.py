@@ -169,9 +169,13 @@ def test_package_built_from_the_image_context_has_what_the_chart_runs(tmp_path: 
     for avsc in (REPO / "schemas" / "avro").glob("*.avsc"):  # `schemas register` reads them from the package
         assert f"schemas/avro/{avsc.name}" in names
     # every venue package present in the repository ships (what `marketpipe produce <venue>` imports)
-    for venue in ("rabbitx", "drift", "econia", "ccxt"):
-        if (REPO / "producers" / venue / "__init__.py").exists():
-            assert f"producers/{venue}/__init__.py" in names, venue
+    from marketpipe.venues import VENUES
+
+    for package in {v.producer for v in VENUES}:
+        assert f"producers/{package}/__init__.py" in names, package
+    # the web view's page and its vendored chart library are package data: nothing to fetch at run time
+    for static in (REPO / "processors" / "webui_static").iterdir():
+        assert f"processors/webui_static/{static.name}" in names, static.name
     assert not any(n.startswith(("tests/", "simulators/")) for n in names)  # no test doubles in the image
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "marketpipe = marketpipe.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -53,7 +53,7 @@ def test_rendered_manifests_validate_against_kubernetes_schemas(values: Path, ve
     manifests = rendered[values.stem]
     assert manifests.objects
     unknown = _validate_all(manifests, version)
-    assert set(unknown) <= {"monitoring.coreos.com/v1/ServiceMonitor"}, unknown
+    assert set(unknown) <= {"monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule"}, unknown
 
 
 def test_default_values_render_and_validate(helm_bin: str) -> None:
@@ -87,6 +87,7 @@ def _template_fails(set_values: dict[str, Any], expected: str) -> None:
     ({"processors": {"processingGuarantee": "exactly-once"}}, "processingGuarantee"),
     ({"processors": {"candleIntervals": ["1 minute"]}}, "candleIntervals"),
     ({"registry": {"url": "schema-registry:8081"}}, "registry.url"),
+    ({"producers": {"kraken": {"venue": "krakenx", "markets": ["BTC/USD"]}}}, "venue"),  # not in the registry
 ])
 def test_values_schema_rejects(set_values: dict[str, Any], expected: str, helm_bin: str) -> None:
     _template_fails(set_values, expected)
@@ -99,17 +100,20 @@ def test_values_schema_rejects(set_values: dict[str, Any], expected: str, helm_b
     ({"kafka.securityProtocol": "SASL_SSL"}, "set kafka.sasl.existingSecret"),
     ({"registry.basicAuth.enabled": True}, "set registry.basicAuth.existingSecret"),
     # secrets must not travel through `settings` (a ConfigMap), nor may settings shadow the chart's own values
-    ({"producers": {"x": {"markets": ["A-B"], "settings": {"api_secret": "s3cr3t"}}}}, "looks like a secret"),
-    ({"producers": {"x": {"markets": ["A-B"], "settings": {"econia_jwt_secret": "s"}}}}, "looks like a secret"),
-    ({"producers": {"x": {"markets": ["A-B"], "settings": {"health_port": 1}}}}, "is set by the chart"),
+    ({"producers": {"x": {"venue": "rabbitx", "markets": ["A-B"], "settings": {"api_secret": "s3cr3t"}}}}, "looks like a secret"),
+    ({"producers": {"x": {"venue": "rabbitx", "markets": ["A-B"], "settings": {"econia_jwt_secret": "s"}}}}, "looks like a secret"),
+    ({"producers": {"x": {"venue": "rabbitx", "markets": ["A-B"], "settings": {"health_port": 1}}}}, "is set by the chart"),
     ({"processors": {"settings": {"processor_web_port": 1}}}, "is set by the chart"),
+    # a key without `venue` is the venue, so it must be one (marketpipe/venues.py)
+    ({"producers": {"x": {"markets": ["A-B"]}}}, 'producers.x: venue "x" is not one of rabbitx, drift'),
+    ({"producers": {"kraken": {"venue": "ccxt", "markets": ["BTC/USD"]}}}, "name it in producers.kraken.settings.exchange"),
 ])
 def test_templates_refuse_broken_deployments(set_values: dict[str, Any], expected: str, helm_bin: str) -> None:
     _template_fails(set_values, expected)
 
 
 def test_settings_that_only_mention_a_token_pass(helm_bin: str) -> None:
-    m = render(set_values={"producers": {"x": {"markets": ["A-B"], "settings": {"token_refresh_fraction": 0.5}}}})
+    m = render(set_values={"producers": {"x": {"venue": "rabbitx", "markets": ["A-B"], "settings": {"token_refresh_fraction": 0.5}}}})
     assert m.get("ConfigMap", "mp-marketpipe-x")["data"]["MARKETPIPE_TOKEN_REFRESH_FRACTION"] == "0.5"
 
 

@@ -85,9 +85,29 @@ def test_producer_credentials_come_from_the_referenced_secrets(rendered: dict[st
     assert not {k for k in okx if k.startswith("MARKETPIPE_API_")}
     coinbase = env_of(m, m.get("Deployment", f"{FULL}-coinbase"))  # public channels: no credentials needed
     assert not {k for k in coinbase if k.startswith("MARKETPIPE_API_")}
-    assert (coinbase["MARKETPIPE_EXCHANGE"], coinbase["MARKETPIPE_CHECK_SEQUENCE"], coinbase["MARKETPIPE_HEARTBEATS"]) \
-        == ("coinbase", "true", "true")
-    assert container_of(m.get("Deployment", f"{FULL}-coinbase"))["args"] == ["produce", "ccxt"]
+    assert (coinbase["MARKETPIPE_CHECK_SEQUENCE"], coinbase["MARKETPIPE_HEARTBEATS"]) == ("true", "true")
+    assert container_of(m.get("Deployment", f"{FULL}-coinbase"))["args"] == ["produce", "coinbase"]
+
+
+def test_kraken_is_a_ccxt_deployment_of_its_own(rendered: dict[str, Manifests]) -> None:
+    m = rendered["multi-venue-values"]
+    dep = m.get("Deployment", f"{FULL}-kraken")
+    env = env_of(m, dep)
+    assert (env["MARKETPIPE_BOOK_DEPTH"], env["MARKETPIPE_MARKETS"]) == ("25", '["BTC/USD","ETH/USD"]')
+    assert env["MARKETPIPE_CHANNELS"] == "book,trades,ticker"
+    # `produce kraken` is the ccxt producer with MARKETPIPE_EXCHANGE=kraken (marketpipe/venues.py)
+    assert "kraken" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "MARKETPIPE_EXCHANGE" not in env
+
+
+def test_bybit_is_a_ccxt_deployment_of_linear_perpetuals(rendered: dict[str, Manifests]) -> None:
+    m = rendered["multi-venue-values"]
+    dep = m.get("Deployment", f"{FULL}-bybit")
+    env = env_of(m, dep)
+    assert (env["MARKETPIPE_BOOK_DEPTH"], env["MARKETPIPE_MARKETS"]) == ("50", '["BTC/USDT:USDT"]')
+    assert json.loads(env["MARKETPIPE_CCXT_OPTIONS"]) == {"fetchMarkets": {"types": ["linear"]}}
+    assert "bybit" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "MARKETPIPE_EXCHANGE" not in env
 
 
 @pytest.mark.parametrize(("credentials", "expected"), [
@@ -97,7 +117,7 @@ def test_producer_credentials_come_from_the_referenced_secrets(rendered: dict[st
 def test_incomplete_credentials_are_refused(credentials: dict[str, Any], expected: str, helm_bin: str) -> None:
     from tests.helm.chart import helm, template_args
 
-    proc = helm(*template_args(set_values={"producers": {"x": {"markets": ["BTC-USD"], "credentials": credentials}}}),
+    proc = helm(*template_args(set_values={"producers": {"x": {"venue": "rabbitx", "markets": ["BTC-USD"], "credentials": credentials}}}),
                 check=False)
     assert proc.returncode != 0 and expected in proc.stderr, proc.stderr
 

@@ -9,17 +9,17 @@ would otherwise be dropped silently).
 
 from __future__ import annotations
 
-import importlib
 import os
 import ssl
-import warnings
 from typing import Any
 
 import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from marketpipe.service_start import venue_overrides
 from marketpipe.settings import KafkaClientSettings
+from marketpipe.venues import by_name, load_settings_class
 from processors.settings import ProcessorSettings
 from tests.helm.chart import Manifests, fullname, render
 from tests.helm.conftest import VALUES_FILES, values_file
@@ -29,33 +29,22 @@ from tests.helm.tlsfiles import ca_and_client_cert
 
 FULL = fullname()
 PREFIX = "MARKETPIPE_"
-# `marketpipe produce <venue>` -> the settings class that venue's producer reads
-PRODUCER_SETTINGS = {
-    "rabbitx": ("producers.rabbitx", "RabbitXSettings"),
-    "drift": ("producers.drift", "DriftSettings"),
-    "econia": ("producers.econia", "EconiaSettings"),
-    "ccxt": ("producers.ccxt", "CcxtSettings"),
-}
-
-
 def producer_settings_class(venue: str) -> type[BaseSettings]:
-    module, name = PRODUCER_SETTINGS[venue]
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        from producers.core.settings import FeedSettings
-
-        warnings.warn(f"{module}.{name} does not exist yet ({exc}); checked against FeedSettings", stacklevel=2)
-        return FeedSettings
+    """`marketpipe produce <venue>` -> the settings class that venue's producer reads (the venue registry)."""
+    return load_settings_class(by_name()[venue])
 
 
-def load(cls: type[BaseSettings], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+def load(cls: type[BaseSettings], env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+         venue: str | None = None) -> Any:
+    """What the service reads: that environment, plus what `produce <venue>` fixes (a ccxt venue's exchange)."""
     for key in list(os.environ):
         if key.startswith(PREFIX):
             monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return cls()
+    overrides, conflicts = venue_overrides(by_name()[venue]) if venue else ({}, [])
+    assert conflicts == []
+    return cls(**overrides)
 
 
 def unknown_variables(cls: type[BaseSettings], env: dict[str, str]) -> list[str]:
@@ -123,7 +112,8 @@ def test_service_settings_parse_the_rendered_environment(stem: str, service: str
         assert name is not None
         p = values["producers"][name]
         obj = m.get("Deployment", f"{FULL}-{name}")
-        cls = producer_settings_class(p.get("venue", name))
+        venue = p.get("venue", name)
+        cls = producer_settings_class(venue)
     elif service == "processors":
         obj, cls = m.get("StatefulSet", f"{FULL}-processors"), ProcessorSettings
     else:
@@ -132,7 +122,7 @@ def test_service_settings_parse_the_rendered_environment(stem: str, service: str
     env = resolver.resolve(container_of(obj))
     materialize_secret_volumes(resolver, pod_spec_of(obj), container_of(obj))
     assert unknown_variables(cls, env) == [], f"{cls.__name__} has no field for these (silently ignored)"
-    s = load(cls, env, monkeypatch)
+    s = load(cls, env, monkeypatch, venue if service == "producer" else None)
     check_common(s, values, obj)
     container = container_of(obj)
     if service == "producer":

@@ -247,3 +247,34 @@ def query_cli(args: argparse.Namespace, token: str | None) -> int:
         os.environ.pop("MARKETPIPE_PROCESSOR_QUERY_TOKEN", None)
         if saved is not None:
             os.environ["MARKETPIPE_PROCESSOR_QUERY_TOKEN"] = saved
+
+
+async def test_query_command_shows_tables_and_keeps_json(ready_worker: Worker, writer: EventWriter, unique: str) -> None:
+    """`marketpipe query` (the real command, a subprocess) against a real worker: the book as a ladder, the
+    account's fills as a table with ISO-8601 UTC times, and `--json` exactly the endpoint's body."""
+    import json
+    import subprocess
+    import sys
+
+    venue, market, ts = f"tc{unique}", "BTC-USD", 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+    await writer.book(venue, market, "SNAPSHOT", seq=1, bids=[("10.50", "1"), ("10.25", "3")], asks=[("11.00", "2")])
+    await writer.account(venue, "acct", market, "FILL", {"fill_id": "f1", "order_id": "o1", "side": "BUY",
+                                                         "price": "10.75", "size": "0.5", "fee": "0.01",
+                                                         "fee_asset": "USD", "is_maker": True}, ts=ts)
+    await writer.flush()
+    await poll_json(f"{ready_worker.url}/books/{venue}/{market}", lambda st, b: st == 200 and len(b["bids"]) == 2, timeout=60)
+    await poll_json(f"{ready_worker.url}/accounts/{venue}/acct/fills", lambda st, b: st == 200 and b["fills"], timeout=60)
+
+    def cli(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "marketpipe.cli", "query", *args, "--url", ready_worker.url],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "160"})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    ladder = [[c.strip() for c in ln.replace("┃", "│").split("│")] for ln in cli("book", f"{venue}:{market}").splitlines()]
+    assert ["bid size", "bid", "ask", "ask size"] in ladder
+    assert ["1", "10.50", "11.00", "2"] in ladder and ["3", "10.25", "", ""] in ladder
+    fills = cli("fills", f"{venue}:acct")
+    assert "f1" in fills and "10.75" in fills and "2026-01-01T00:00:00.000Z" in fills
+    _, body = await get_json(f"{ready_worker.url}/books/{venue}/{market}")
+    assert json.loads(cli("book", f"{venue}:{market}", "--json")) == body

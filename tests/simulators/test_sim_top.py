@@ -11,9 +11,11 @@ import aiohttp
 
 from marketpipe.infra.ports import free_port
 from simulators.binance import BinanceSimulator, MarketModel
+from simulators.bybit import BybitSimulator
 from simulators.drift import DriftSimulator
 from simulators.econia import EconiaSimulator
 from simulators.econia.exchange import ASK, BID
+from simulators.kraken import KrakenSimulator
 from simulators.okx import OkxSimulator
 from simulators.rabbitx import RabbitXSimulator, SimConfig
 
@@ -40,7 +42,11 @@ async def check_unknown(base: str, market: str) -> None:
 async def test_binance_and_okx_top() -> None:
     bn = BinanceSimulator([MarketModel("BTCUSDT", "BTC", "USDT", seed=3)], port=free_port())
     okx = OkxSimulator([MarketModel("BTC-USDT", "BTC", "USDT", seed=4, price_decimals=1)], port=free_port())
-    for sim, market in ((bn, "BTCUSDT"), (okx, "BTC-USDT")):
+    kraken = KrakenSimulator([MarketModel("BTC/USD", "BTC", "USD", seed=5, price_decimals=1)], port=free_port())
+    bybit = BybitSimulator([MarketModel("BTCUSDT", "BTC", "USDT", seed=6, price_decimals=1, size_decimals=3)],
+                           port=free_port())
+    sims: list[tuple[Any, str]] = [(bn, "BTCUSDT"), (okx, "BTC-USDT"), (kraken, "BTC/USD"), (bybit, "BTCUSDT")]
+    for sim, market in sims:
         await sim.start()
         try:
             for _ in range(30):

@@ -221,9 +221,23 @@ registry-password: {{ .Values.registry.basicAuth.password | b64enc | quote }}
 {{/* Producers ----------------------------------------------------------------------------------- */}}
 
 {{/* A producer's values merged over producerDefaults; call with (dict "root" $ "name" NAME "p" VALUES) */}}
+{{/* The venues `marketpipe produce` accepts: marketpipe/venues.py, like values.schema.json's
+producers.*.venue enum (tests/helm/test_venue_registry.py keeps all three equal) */}}
+{{- define "marketpipe.venues" -}}
+rabbitx drift econia binance okx kraken bybit coinbase ccxt
+{{- end }}
+
 {{- define "marketpipe.producer" -}}
 {{- $merged := mergeOverwrite (deepCopy .root.Values.producerDefaults) (deepCopy .p) }}
 {{- $_ := set $merged "venue" (default .name .p.venue) }}
+{{- /* a key used as the venue must be a venue too */}}
+{{- $venues := include "marketpipe.venues" . | splitList " " }}
+{{- if not (has $merged.venue $venues) }}
+{{- fail (printf "producers.%s: venue %q is not one of %s; set producers.%s.venue" .name $merged.venue (join ", " $venues) .name) }}
+{{- end }}
+{{- if and (eq $merged.venue "ccxt") (not (dig "exchange" "" (default dict $merged.settings))) }}
+{{- fail (printf "producers.%s: venue ccxt runs any ccxt.pro exchange: name it in producers.%s.settings.exchange" .name .name) }}
+{{- end }}
 {{- $merged | toJson }}
 {{- end }}
 
