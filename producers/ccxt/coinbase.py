@@ -6,10 +6,12 @@ market, needs no auth for ``level2``/``market_trades``/``ticker``, and:
 - **ignores ``sequence_num``.** Coinbase numbers the messages of a *connection* (all channels, all products)
   0, 1, 2...; a hole means some message was lost, and nothing says which. ccxt applies ``l2_data`` updates
   with no check, so one lost update leaves a wrong level for good. :func:`install_sequence_check` checks
-  the number before ccxt sees each message; on a hole it drops the message that revealed it and fails every
-  market subscription of that socket (``level2``: the book is forgotten, ``InvalidNonce``; ``market_trades``
-  and ``ticker`` likewise): the book task publishes a RESET (reason ``gap``) and each ``watch_*`` subscribes
-  again, which brings a fresh ``snapshot`` (book, recent trades, ticker). Trades the snapshot repeats are
+  the number before ccxt sees each message; on a hole it drops the message that revealed it, unsubscribes
+  every market channel of that socket and fails those subscriptions (``level2``: the book is forgotten,
+  ``InvalidNonce``; ``market_trades`` and ``ticker`` likewise): the book task publishes a RESET (reason
+  ``gap``) and each ``watch_*`` subscribes again, which brings a fresh ``snapshot`` (book, recent trades,
+  ticker). It unsubscribes first because the docs do not say what a second subscribe to a subscribed
+  channel does (the simulator takes the strict reading: acknowledged, no new snapshot). Trades the snapshot repeats are
   dropped by id (``trade_dedup_window``). Switched off by ``check_sequence=False`` (the control experiment).
 - **has no trade history by id.** After a resubscribe (gap or reconnect) the ``market_trades`` snapshot (the
   most recent trades) is all that brings back trades made meanwhile. :func:`install_trade_snapshot_check`
@@ -41,6 +43,7 @@ from producers.ccxt.fence import (
     fail_book_subscription,
     fail_subscription,
     resolve,
+    send_in_background,
     subscription_hashes,
 )
 from producers.ccxt.host import Body, ChannelHost, TradeHole, WatchedMarket
@@ -75,10 +78,17 @@ def install_sequence_check(exchange: Any, venue: str) -> None:
         log.warning("%s: sequence_num %d after %d on %s: a message was lost, resubscribing every market of "
                     "this socket", venue, seq, expected - 1, getattr(client, "url", "?"))
         error = InvalidNonce(f"{exchange.id} sequence_num gap: expected {expected}, got {seq}")
-        for message_hash in subscription_hashes(client):
+        failed = [h for h in subscription_hashes(client) if h.startswith(RESUBSCRIBED)]
+        products: dict[str, list[str]] = {}
+        for message_hash in failed:
+            channel, symbol = message_hash.split("::", 1)
+            products.setdefault(channel, []).append(str(exchange.market(symbol)["id"]))
+        for channel, ids in products.items():  # first, so the resubscribe is a new subscription
+            send_in_background(client, {"type": "unsubscribe", "product_ids": ids, "channel": channel})
+        for message_hash in failed:
             if message_hash.startswith("level2::"):
                 fail_book_subscription(exchange, client, message_hash, message_hash.split("::", 1)[1], error)
-            elif message_hash.startswith(RESUBSCRIBED):
+            else:
                 fail_subscription(client, message_hash, error)
         return False  # its content may depend on the lost one; the snapshots replace it
 

@@ -18,7 +18,9 @@ What ccxt.pro's coinbase client (4.5.90) uses, per venues.md section 5.2 and Coi
   of the connection open. Without it, a subscription with nothing sent for ``idle_close_s`` is closed
   *silently* ("most channels close within 60-90 seconds if no updates are sent"): the client just stops
   hearing about that product.
-- ``subscriptions`` answers each (un)subscribe with the connection's current subscriptions.
+- ``subscriptions`` answers each (un)subscribe with the connection's current subscriptions. The docs do not
+  say what a second subscribe to a subscribed (channel, product) does; this simulator takes the strict
+  reading: acknowledged, no new snapshot (only a new subscription gets one).
 
 Scenarios: ``gap_next(product)`` (the next ``l2_data`` update for the product is applied to the truth and uses
 up a ``sequence_num`` but is never delivered), a quiet product (``step(only=[...])`` leaves the others idle,
@@ -76,6 +78,7 @@ class CoinbaseSimulator:
         self.requests: defaultdict[str, int] = defaultdict(int)
         self.subscribes: defaultdict[tuple[str, str], int] = defaultdict(int)  # (channel, product) -> count
         self.idle_closed: list[tuple[str, str]] = []  # subscriptions closed for silence
+        self.duplicate_subscribes = 0  # subscribes to a subscribed (channel, product): acknowledged, no snapshot
         self.withheld_sequence: list[int] = []  # sequence numbers used up by undelivered messages
         self.last_ticker: dict[str, dict[str, str]] = {}  # product -> the newest ticker sent (the truth)
 
@@ -217,6 +220,9 @@ class CoinbaseSimulator:
             conn.heartbeats = kind == "subscribe"
         elif kind == "subscribe":
             for p in products:
+                if (channel, p) in conn.subscriptions:  # already subscribed: nothing new to send
+                    self.duplicate_subscribes += 1
+                    continue
                 conn.subscriptions[(channel, p)] = loop_now
                 self.subscribes[(channel, p)] += 1
                 await self._snapshot(conn, channel, p)

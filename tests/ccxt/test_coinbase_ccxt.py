@@ -138,6 +138,7 @@ async def test_coinbase_gap_quiet_product_and_disconnect_end_equal_to_the_truth(
                     (want["best_bid"], want["best_bid_quantity"], want["best_ask"], want["best_ask_quantity"],
                      want["price"], want["volume_24_h"])
             assert run.feed.resets.get("gap") == 2  # the sequence is the socket's: both markets resynchronized
+            assert sim.duplicate_subscribes == 0  # each resubscribe was a new subscription (unsubscribed first)
             ready, why = run.feed.readiness()
             assert ready, why
     finally:

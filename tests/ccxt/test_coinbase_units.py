@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import ccxt.pro as ccxtpro
@@ -20,6 +21,10 @@ class RecordingClient:
         self.subscriptions: dict[str, Any] = dict.fromkeys(subscriptions, True)
         self.rejected: dict[str, Exception] = {}
         self.resolved: list[str] = []
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
 
     def reject(self, error: Exception, message_hash: str) -> None:
         self.rejected[message_hash] = error
@@ -31,7 +36,8 @@ class RecordingClient:
 
 def exchange() -> Any:
     ex = ccxtpro.coinbase({})
-    ex.markets = {}
+    ex.set_markets([{"id": f"{b}-USD", "symbol": f"{b}/USD", "base": b, "quote": "USD", "baseId": b, "quoteId": "USD",
+                     "type": "spot", "spot": True, "active": True} for b in ("BTC", "ETH")])
     handled: list[dict[str, Any]] = []
     ex.handle_message = lambda client, message: handled.append(message)  # what ccxt would handle
     ex.handled = handled
@@ -43,7 +49,7 @@ def envelope(seq: int, channel: str = "l2_data") -> dict[str, Any]:
             "events": []}
 
 
-def test_a_sequence_hole_drops_the_message_and_fails_every_market_subscription_of_that_socket():
+async def test_a_sequence_hole_drops_the_message_and_resubscribes_every_market_channel_of_that_socket():
     ex = exchange()
     install_sequence_check(ex, "coinbase-test")
     client = RecordingClient(["level2::BTC/USD", "market_trades::BTC/USD", "ticker::ETH/USD", "heartbeats"])
@@ -57,6 +63,11 @@ def test_a_sequence_hole_drops_the_message_and_fails_every_market_subscription_o
     assert all(isinstance(e, InvalidNonce) for e in client.rejected.values())
     assert set(client.subscriptions) == {"heartbeats"}  # dropped: the next watch_* subscribes again
     assert "BTC/USD" not in ex.orderbooks  # the book is forgotten until the new snapshot
+    await asyncio.sleep(0)  # the unsubscribes are queued on the socket ahead of the resubscribes
+    assert sorted(client.sent, key=lambda m: m["channel"]) == [
+        {"type": "unsubscribe", "product_ids": ["BTC-USD"], "channel": "level2"},
+        {"type": "unsubscribe", "product_ids": ["BTC-USD"], "channel": "market_trades"},
+        {"type": "unsubscribe", "product_ids": ["ETH-USD"], "channel": "ticker"}]
     ex.handle_message(client, envelope(5))  # the count continues from the hole
     assert len(ex.handled) == 4
 
