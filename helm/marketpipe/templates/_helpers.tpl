@@ -297,7 +297,9 @@ MARKETPIPE_PROCESSOR_DATA_DIR: {{ .dataDir | quote }}
 MARKETPIPE_PROCESSOR_WEB_PORT: {{ include "marketpipe.scalar" .webPort | quote }}
 MARKETPIPE_PROCESSOR_PROCESSING_GUARANTEE: {{ .processingGuarantee | quote }}
 MARKETPIPE_PROCESSOR_TOPIC_PARTITIONS: {{ include "marketpipe.scalar" $.Values.topics.partitions | quote }}
+{{- if not (kindIs "invalid" .topicReplication) }}
 MARKETPIPE_PROCESSOR_TOPIC_REPLICATION: {{ include "marketpipe.scalar" .topicReplication | quote }}
+{{- end }}
 MARKETPIPE_PROCESSOR_STANDBY_REPLICAS: {{ include "marketpipe.scalar" .standbyReplicas | quote }}
 {{- /* comma-separated: ProcessorSettings splits commas but passes JSON text through unparsed */}}
 MARKETPIPE_PROCESSOR_CANDLE_INTERVALS: {{ include "marketpipe.csv" .candleIntervals | quote }}
