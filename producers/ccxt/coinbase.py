@@ -17,7 +17,10 @@ market, needs no auth for ``level2``/``market_trades``/``ticker``, and:
   most recent trades) is all that brings back trades made meanwhile. :func:`install_trade_snapshot_check`
   remembers the newest trade seen per product; a snapshot that no longer contains it and starts after it
   means trades in between may be missing: a gap marker (reason ``snapshot-short``, between those two ids
-  and times) goes into the market's trade queue ahead of the snapshot's trades.
+  and times) goes into the market's trade queue ahead of the snapshot's trades. The trades a snapshot repeats
+  are cut from it before ccxt parses it. At start-up the newest trade per market is read back from Kafka
+  (``trade_resume_scan_max``), so a restart is treated like a reconnect: nothing published twice, and a
+  marker if the first snapshot no longer reaches back to it.
 - **never subscribes to ``heartbeats``.** "Most channels close within 60-90 seconds if no updates are sent";
   a quiet product's subscription then ends silently and its book stops changing without any error.
   :meth:`CoinbaseChannels._heartbeats_body` keeps a ``heartbeats`` subscription on the socket (resubscribed
@@ -32,6 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from ccxt.base.errors import InvalidNonce
 from prometheus_client import Counter
@@ -98,36 +102,72 @@ def install_sequence_check(exchange: Any, venue: str) -> None:
 SEQUENCE_CHECKS = {"coinbase": install_sequence_check}
 
 
-def install_trade_snapshot_check(exchange: Any, on_hole: Callable[[str, TradeHole], None]) -> None:
-    """Say where trades may be missing after a resubscribe (see module doc): runs before ccxt parses a
-    ``market_trades`` message, so a hole lands in the trade queue before the snapshot's trades."""
-    newest: dict[str, tuple[str, int]] = {}  # product -> (trade id, venue ms) of the newest trade seen
+class TradeSnapshotCheck:
+    """Where trades may be missing after a resubscribe or a restart (see module doc). Runs before ccxt parses a
+    ``market_trades`` message: a hole lands in the trade queue ahead of the snapshot's trades, and the trades
+    of a snapshot already seen (the newest seen and everything older) are cut from it, so ccxt parses only
+    new ones. ``seed`` sets the newest trade published before this process started (read back from Kafka)."""
 
-    def check(client: Any, message: Any) -> bool:
+    def __init__(self, exchange: Any, on_hole: Callable[[str, TradeHole], None]) -> None:
+        self.exchange = exchange
+        self.on_hole = on_hole
+        self.newest: dict[str, tuple[str, int]] = {}  # product -> (trade id, venue ms) of the newest trade seen
+
+    def seed(self, product: str, trade_id: str, ts_ms: int) -> None:
+        self.newest[product] = (trade_id, ts_ms)
+
+    def check(self, client: Any, message: Any) -> bool:
         if not isinstance(message, dict) or message.get("channel") != "market_trades":
             return True
         try:
-            for event in message.get("events") or []:
-                trades = [t for t in event.get("trades") or [] if isinstance(t, dict) and t.get("trade_id")]
-                if not trades:
-                    continue
-                product = str(trades[0].get("product_id"))
-                first = (str(trades[0]["trade_id"]), exchange.parse8601(trades[0].get("time")) or 0)  # newest
-                seen = newest.get(product)
-                if event.get("type") == "snapshot" and seen is not None:
-                    oldest = trades[-1]
-                    oldest_ms = exchange.parse8601(oldest.get("time")) or 0
-                    if seen[0] not in {str(t["trade_id"]) for t in trades} and oldest_ms >= seen[1]:
-                        on_hole(exchange.safe_symbol(product), TradeHole(
-                            reason="snapshot-short", from_ms=seen[1], to_ms=oldest_ms, after_id=seen[0],
-                            before_id=str(oldest["trade_id"])))
-                if seen is None or first[1] >= seen[1]:
-                    newest[product] = first
+            return self._check_events(message.get("events") or [])
         except (TypeError, ValueError, AttributeError, KeyError) as exc:  # malformed: ccxt's guard deals with it
-            log.debug("%s: market_trades message not checked (%s)", exchange.id, exc)
-        return True
+            log.debug("%s: market_trades message not checked (%s)", self.exchange.id, exc)
+            return True
 
-    check_messages_first(exchange, check)
+    def _check_events(self, events: list[Any]) -> bool:
+        fresh = False
+        for event in events:
+            trades = [t for t in event.get("trades") or [] if isinstance(t, dict) and t.get("trade_id")]
+            if not trades:
+                continue
+            product = str(trades[0].get("product_id"))
+            seen = self.newest.get(product)
+            if event.get("type") == "snapshot" and seen is not None:
+                ids = [str(t["trade_id"]) for t in trades]  # newest first
+                if seen[0] in ids:
+                    trades = trades[:ids.index(seen[0])]  # the rest was published already
+                    event["trades"] = trades
+                else:
+                    oldest_ms = self._ms(trades[-1])
+                    if oldest_ms >= seen[1]:  # the snapshot starts after the newest trade seen
+                        self.on_hole(self.exchange.safe_symbol(product), TradeHole(
+                            reason="snapshot-short", from_ms=seen[1], to_ms=oldest_ms, after_id=seen[0],
+                            before_id=str(trades[-1]["trade_id"])))
+            if not trades:
+                continue
+            fresh = True
+            first = (str(trades[0]["trade_id"]), self._ms(trades[0]))
+            if seen is None or first[1] >= seen[1]:
+                self.newest[product] = first
+        return fresh or not events  # a snapshot with nothing new is dropped (ccxt cannot parse an empty one)
+
+    def _ms(self, trade: dict[str, Any]) -> int:
+        return int(self.exchange.parse8601(trade.get("time")) or 0)
+
+
+_SNAPSHOT_CHECKS: WeakKeyDictionary[Any, TradeSnapshotCheck] = WeakKeyDictionary()
+
+
+def install_trade_snapshot_check(exchange: Any, on_hole: Callable[[str, TradeHole], None]) -> TradeSnapshotCheck:
+    check = _SNAPSHOT_CHECKS[exchange] = TradeSnapshotCheck(exchange, on_hole)
+    check_messages_first(exchange, check.check)
+    return check
+
+
+def trade_snapshot_check(exchange: Any) -> TradeSnapshotCheck | None:
+    """The check installed on ``exchange`` (to seed it at start-up), if any."""
+    return _SNAPSHOT_CHECKS.get(exchange)
 
 
 TRADE_SNAPSHOT_CHECKS = {"coinbase": install_trade_snapshot_check}

@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import Gauge
 
 from producers.ccxt import mapping
-from producers.ccxt.coinbase import TRADE_SNAPSHOT_CHECKS
+from producers.ccxt.coinbase import TRADE_SNAPSHOT_CHECKS, trade_snapshot_check
 from producers.ccxt.exact import exact_text
 from producers.ccxt.host import Body, ChannelHost, TapOverflow, TradeHole, WatchedMarket, watch_and_drain
 from producers.ccxt.trade_recovery import TradeHistory, int_id, trade_history
@@ -214,10 +214,13 @@ class MarketDataChannels(ChannelHost):
 
     async def _resume_trades(self, markets: list[WatchedMarket]) -> None:
         """Consecutive-id venues: each market's trades start from its newest trade in Kafka (a restart is a
-        reconnect: the first connection catches up over REST from there, see ``_trades_body``)."""
+        reconnect: the first connection catches up over REST from there, see ``_trades_body``). Venues whose
+        trades snapshot is checked (Coinbase, ``coinbase.py``): the check starts from that trade."""
         s = self.settings
-        if (not s.trade_resume_scan_max or "trades" not in s.channels or not s.trade_recovery
-                or self._trade_history() is None or self.publisher is None or self.registry is None):
+        snapshots = trade_snapshot_check(self.exchange)
+        if (not s.trade_resume_scan_max or "trades" not in s.channels or self.publisher is None
+                or self.registry is None
+                or (snapshots is None and (not s.trade_recovery or self._trade_history() is None))):
             return
         keys = {market_key(self.venue, m.market): m for m in markets}
         try:
@@ -228,6 +231,15 @@ class MarketDataChannels(ChannelHost):
                         "producer was away can be neither recovered nor marked", self.venue, type(exc).__name__, exc)
             return
         for key, event in newest.items():
+            if snapshots is not None:
+                if event.get("gap") is None:  # a marker's window says nothing about the newest trade
+                    m = keys[key]
+                    snapshots.seed(m.venue_symbol, event["trade_id"], event["exchange_ts"] // 1000)
+                    m.seen_trades.add(event["trade_id"])
+                    m.trade_order.append(event["trade_id"])
+                    log.info("%s %s: trades resume after %s (newest in Kafka)", self.venue, m.market,
+                             event["trade_id"])
+                continue
             point = covered_through(event, _int_or_none)
             if point is not None:
                 m = keys[key]

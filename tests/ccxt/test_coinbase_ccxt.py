@@ -16,11 +16,12 @@ from decimal import Decimal
 import pytest
 
 from producers.ccxt import CcxtSettings
-from schemas.topics import BOOK, TICKER, TRADES
+from schemas.topics import BOOK, TICKER, TRADES, market_key
 from simulators.binance import MarketModel
 from simulators.coinbase import CoinbaseSimulator
 from tests.ccxt.harness import FeedRun, wait_for
 from tests.feedcore.book_replay import replay_book
+from tests.feedcore.kafka_reader import read_events
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -186,5 +187,51 @@ async def test_coinbase_without_heartbeats_a_quiet_product_goes_stale(cluster, r
             book = replay_book(await run.events(BOOK, ETH))
             assert book.in_sync and book.resets == []
             assert (book.bids, book.asks) != truth(eth)()  # nothing told the producer; its book is stale
+    finally:
+        await sim.stop()
+
+
+async def test_coinbase_restart_resumes_from_the_newest_trade_in_kafka(cluster, registry, registry_url, unique):
+    """A restart is a reconnect: the first snapshot's trades already in Kafka are not published again, and
+    more trades made while no producer ran than the snapshot holds get one marker, in place."""
+    btc, eth = models(34)
+    sim = CoinbaseSimulator([btc, eth])
+    await sim.start()
+    venue = f"coinbaserestart-{unique}"
+    settings = coinbase_settings(cluster, registry_url, sim, venue, markets=["BTC/USD"], channels=["trades"])
+    try:
+        async with FeedRun(settings, registry) as first:
+            await wait_for(lambda: sim.subscribers("market_trades", BTC), 20, "subscribed")
+            await steps(sim, 20, only=[BTC])
+            published = len(btc.trades)
+            deadline = asyncio.get_running_loop().time() + 15
+            while len(await first.events(TRADES, BTC)) < published:  # all in Kafka before the producer stops
+                assert asyncio.get_running_loop().time() < deadline, "trades of the first run not in Kafka"
+                await asyncio.sleep(0.2)
+            start = first.start
+        await steps(sim, 150, only=[BTC])  # while no producer runs: more trades than the snapshot holds
+        lost = btc.trades[published:-sim.trade_snapshot]
+        assert len(lost) > 10
+        async with FeedRun(settings, registry) as second:
+            await wait_for(lambda: sim.subscribers("market_trades", BTC), 20, "subscribed again")
+            await steps(sim, 10, only=[BTC])
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15
+            expected = [t for t in btc.trades if t not in lost]
+            while True:
+                await second.flush()
+                events = await read_events(cluster.bootstrap, registry, TRADES, start[TRADES.name],
+                                           keys={market_key(venue, BTC)})
+                trades = [e for e in events if e["gap"] is None]
+                if len(trades) >= len(expected) or loop.time() > deadline:
+                    break
+                await asyncio.sleep(0.3)
+        assert [t["trade_id"] for t in trades] == [str(t.trade_id) for t in expected]  # each once, in order
+        markers = [(i, e["gap"]) for i, e in enumerate(events) if e["gap"] is not None]
+        assert len(markers) == 1, markers
+        at, gap = markers[0]
+        assert (gap["reason"], gap["after_id"], gap["before_id"]) == \
+            ("snapshot-short", str(btc.trades[published - 1].trade_id), str(lost[-1].trade_id + 1))
+        assert events[at - 1]["trade_id"] == gap["after_id"] and events[at + 1]["trade_id"] == gap["before_id"]
     finally:
         await sim.stop()

@@ -97,14 +97,18 @@ def test_a_snapshot_that_no_longer_reaches_the_newest_trade_seen_is_a_hole():
     ex = exchange()
     ex.safe_symbol = lambda product: product.replace("-", "/")
     holes: list[tuple[str, TradeHole]] = []
-    install_trade_snapshot_check(ex, lambda symbol, hole: holes.append((symbol, hole)))
+    check = install_trade_snapshot_check(ex, lambda symbol, hole: holes.append((symbol, hole)))
     client = RecordingClient([])
     ex.handle_message(client, trades_message("snapshot", [(11, "2026-01-01T00:00:11Z"), (10, "2026-01-01T00:00:10Z")]))
     ex.handle_message(client, trades_message("update", [(12, "2026-01-01T00:00:12Z")]))
-    # a resubscribe whose snapshot still holds trade 12: nothing can be missing
+    # a resubscribe whose snapshot still holds trade 12: nothing can be missing, and ccxt parses only 13, 14
     ex.handle_message(client, trades_message("snapshot", [(14, "2026-01-01T00:00:14Z"), (13, "2026-01-01T00:00:13Z"),
                                                           (12, "2026-01-01T00:00:12Z")]))
     assert holes == []
+    assert [t["trade_id"] for t in ex.handled[-1]["events"][0]["trades"]] == ["14", "13"]
+    # a snapshot with nothing new is not handed to ccxt at all (it cannot parse an empty one)
+    ex.handle_message(client, trades_message("snapshot", [(14, "2026-01-01T00:00:14Z"), (13, "2026-01-01T00:00:13Z")]))
+    assert len(ex.handled) == 3
     # a snapshot starting after trade 14: 15..19 may be missing
     ex.handle_message(client, trades_message("snapshot", [(21, "2026-01-01T00:00:21Z"), (20, "2026-01-01T00:00:20Z")]))
     assert len(holes) == 1
@@ -112,6 +116,8 @@ def test_a_snapshot_that_no_longer_reaches_the_newest_trade_seen_is_a_hole():
     assert symbol == "BTC/USD" and (hole.reason, hole.after_id, hole.before_id) == ("snapshot-short", "14", "20")
     assert (hole.from_ms, hole.to_ms) == (ex.parse8601("2026-01-01T00:00:14Z"), ex.parse8601("2026-01-01T00:00:20Z"))
     assert hole.count == 0  # nothing was refused by a queue
-    # another product is tracked on its own
-    ex.handle_message(client, trades_message("snapshot", [(5, "2026-01-01T00:00:05Z")], product="ETH-USD"))
-    assert len(holes) == 1 and len(ex.handled) == 5
+    # another product is tracked on its own; seeded (the newest trade in Kafka at start-up), a restart is a reconnect
+    check.seed("ETH-USD", "5", ex.parse8601("2026-01-01T00:00:05Z"))
+    ex.handle_message(client, trades_message("snapshot", [(6, "2026-01-01T00:00:06Z"), (5, "2026-01-01T00:00:05Z"),
+                                                          (4, "2026-01-01T00:00:04Z")], product="ETH-USD"))
+    assert len(holes) == 1 and [t["trade_id"] for t in ex.handled[-1]["events"][0]["trades"]] == ["6"]
