@@ -19,7 +19,7 @@ from processors.batches import take_batches
 from processors.book_stage import BookStage
 from processors.candle_stage import CandleStage
 from processors.context import key_partition
-from processors.faust_fence import ProcessorFaustApp
+from processors.faust_fence import ProcessorFaustApp, read_position
 from processors.schema_gate import SchemaGate
 from processors.settings import ProcessorSettings
 from processors.transport import RawBytesSchema
@@ -165,7 +165,8 @@ class ProcessorApp:
                                    grace_ms=s.processor_candle_grace_ms,
                                    close_delay_ms=s.processor_candle_close_delay_ms,
                                    history=s.processor_candle_history, dedup_window=s.processor_dedup_window,
-                                   partitions=n, highwater=self.highwater, trades_topic=self.trades_topic)
+                                   partitions=n, highwater=self.highwater, read_position=self.read_position,
+                                   trades_topic=self.trades_topic)
         self.accounts = AccountStage(app.Table("accounts", **table_opts), wire, self.latency,
                                      fills_window=s.processor_fills_window, ticks_topic=self.ticks_name)
         self.stages = (self.books, self.candles, self.accounts)
@@ -242,6 +243,12 @@ class ProcessorApp:
         try:
             return self.app.consumer.highwater(TP(topic, partition))
         except Exception:  # not assigned here / consumer not started
+            return None
+
+    def read_position(self, topic: str, partition: int) -> int | None:
+        try:
+            return read_position(self.app.consumer, TP(topic, partition))
+        except Exception:  # consumer not started
             return None
 
     def owned(self, key: bytes) -> bool:

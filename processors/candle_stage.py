@@ -31,6 +31,7 @@ class CandleStage(Stage[MarketCandles]):
     def __init__(self, table: TableT, history_table: TableT, wire: ContractWire, latency: LatencyWindow, out: TopicT, *,
                  ticks_topic: str, intervals: list[str], grace_ms: int, close_delay_ms: int, history: int,
                  dedup_window: int, partitions: int, highwater: Callable[[str, int], int | None],
+                 read_position: Callable[[str, int], int | None],
                  trades_topic: str = TRADES.name) -> None:
         super().__init__(table, wire, latency)
         self.history = history_table  # key b"<venue>:<market>|<interval>|<chunk>" -> published candles of the chunk
@@ -44,6 +45,7 @@ class CandleStage(Stage[MarketCandles]):
         self.ticks_seen = 0
         self.processing_since: dict[int, int] = {}  # partition -> wall time this worker began processing it
         self.highwater = highwater
+        self.read_position = read_position
         self.trades_topic = trades_topic
         self._gap_markers = metrics.GAP_MARKERS.labels(self.stream)
         # the web view's trades tape: the last TAPE_SIZE trades per market folded here, numbered in arrival
@@ -153,12 +155,17 @@ class CandleStage(Stage[MarketCandles]):
         self.tape.clear()
 
     def caught_up(self, partition: int) -> bool:
-        """True when this worker has folded in every trade of the partition it knows of."""
+        """True when this worker has folded in every trade of the partition it knows of. Before it folded any
+        (a start, a restart, a partition just assigned) only when it starts reading at the end: a backlog not
+        yet fetched is not idle time (the timer would close, then finalize, the candles its trades belong to)."""
         high = self.highwater(self.trades_topic, partition)
         if high is None:
             return False
         last = self.last_offsets.get((self.trades_topic, partition))
-        return last is None or last + 1 >= high
+        if last is not None:
+            return last + 1 >= high
+        start = self.read_position(self.trades_topic, partition)
+        return high == 0 or (start is not None and start >= high)
 
     def _publish(self, key: bytes, records: list[dict[str, Any]]) -> None:
         for record in records:

@@ -42,6 +42,11 @@ Touch points, and why the public API is not enough for each:
    iterator (`faust.current_event()` only reads it); `processors.context.event_context` sets it to each
    event of a batch through `current_event_var`.
 
+7. `faust.transport.consumer.Consumer._read_offset` -- where faust reads a partition from (the committed offset
+   it sought to after an assignment, then the last offset read). `read_position` gives it to the candle stage,
+   which must not let its timer close candles of a partition whose backlog it has not folded a trade of yet;
+   faust exposes no read position (`perform_seek` and `seek`, which set it, are fingerprinted).
+
 Not private, but fingerprinted because code here or beside it reproduces what they do:
 `take_batches` follows `Stream._py_aiter`, `Stream._c_aiter` and `faust/_cython/streams.pyx` (skipping
 stale events, tracking unacked messages, stream_inbound_time) and `Stream.take_events` (acking after the
@@ -100,6 +105,10 @@ UPSTREAM_SHA256: dict[str, str] = {
         "a354437baaa08bf8096d978ca195963e22f7a497d18392960dd53dacb7c9f2d8",
     "faust.transport.consumer:Consumer.ack":
         "5fcf41cf45153475de3790dc56fec1b83335956dc8b3bf7ff6bbb2b57627f03f",
+    "faust.transport.consumer:Consumer.perform_seek":
+        "0e8c130ff4b0afd82c0be9c5fd831316e10febc62c94032833911096e156d7c6",
+    "faust.transport.consumer:Consumer.seek":
+        "b86a9fe05f956b30cf299c787b6787c6e0349cbf1ae556f2456a1e97b15dbb22",
     "faust.transport.consumer:Consumer._add_gap":
         "4df2573ded7c1c2cde04dc6bde6d4480cb5875ef565256e56966b585ae39b1c1",
     "mode.services:Service.should_stop":
@@ -166,6 +175,14 @@ def begin_stream_iteration(stream: StreamT) -> None:
 def end_stream_iteration(stream: StreamT, channel: Any) -> None:
     """What faust's stream iterators do last: release the stream's channel."""
     cast(Any, stream)._channel_stop_iteration(channel)
+
+
+def read_position(consumer: Any, tp: Any) -> int | None:
+    """Where faust reads ``tp`` from: after an assignment, the committed offset it sought to (the next offset to
+    read); once messages were read, the offset of the last one. None when unknown (no commit yet). faust keeps
+    it only in `Consumer._read_offset` (set by `perform_seek`/`seek` and the drain loop)."""
+    offset = consumer._read_offset.get(tp)
+    return offset if isinstance(offset, int) else None
 
 
 # -- (3) the fetch long-poll ---------------------------------------------------------------------------------
