@@ -138,6 +138,14 @@ VENUES: tuple[Venue, ...] = (
                         fixed_env={"MARKETPIPE_MARKETS": json.dumps(["BTC/USDT:USDT"]),
                                    "MARKETPIPE_CCXT_OPTIONS": json.dumps({"fetchMarkets": {"types": ["linear"]}}),
                                    "MARKETPIPE_BOOK_DEPTH": "50", "MARKETPIPE_CHANNELS": "book,trades,ticker"})),
+    # coinbase: options.fetchMarkets is a method name (no ccxt options); ccxt has no coinbase watchOHLCV
+    Venue("coinbase", "ccxt", CCXT_SETTINGS, "Coinbase Advanced Trade through ccxt.pro; per-connection sequence_num "
+          "checked and heartbeats kept by the producer", simulator="coinbase", env={"MARKETPIPE_EXCHANGE": "coinbase"},
+          dev=DevWiring(("--rate", "10", "--duration", SIM_SECONDS),
+                        _ccxt_sim_env(lambda p: {"api.ws": f"ws://127.0.0.1:{p}/ws"}),
+                        {"BTC-USD": "BTC-USD"}, announces=False,
+                        fixed_env={"MARKETPIPE_MARKETS": json.dumps(["BTC/USD"]), "MARKETPIPE_CCXT_OPTIONS": "{}",
+                                   "MARKETPIPE_BOOK_DEPTH": "100", "MARKETPIPE_CHANNELS": "book,trades,ticker"})),
     Venue("ccxt", "ccxt", CCXT_SETTINGS,
           "any other ccxt.pro exchange, named by MARKETPIPE_EXCHANGE (the venue id is the exchange id)",
           required_env=("MARKETPIPE_EXCHANGE",)),

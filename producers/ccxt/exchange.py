@@ -5,7 +5,8 @@
   hosts (``https://{hostname}``, OKX) become the base itself. ``url_overrides`` then sets single entries
   by dotted path (``api.ws.spot``, ``api.ws``). Both are how tests point ccxt at the simulators.
 - Exactness (see ``exact.py``): ``exchange.number = str`` and instance ``safe_float*`` that keep text.
-- Books: journaled order books (``journal.py``) and the checksum verifiers ccxt lacks (``checksums.py``).
+- Books: journaled order books (``journal.py``), the checksum verifiers ccxt lacks (``checksums.py``) and
+  the per-connection sequence checks it lacks (``coinbase.py``).
 - Venues whose wire numbers are JSON numbers (:data:`JSON_NUMBER_VENUES`, Kraken v2) are decoded as text.
 - Malformed venue messages are skipped without killing ccxt's socket reader (``guard.py``).
 """
@@ -18,6 +19,7 @@ from typing import Any
 import ccxt.pro as ccxtpro
 
 from producers.ccxt.checksums import VERIFIERS
+from producers.ccxt.coinbase import SEQUENCE_CHECKS, TRADE_SNAPSHOT_CHECKS
 from producers.ccxt.fence import check_ccxt_version, install_exact_json, install_message_guard, keep_exact_text
 from producers.ccxt.guard import Malformed
 from producers.ccxt.journal import install_journaled_books
@@ -52,7 +54,7 @@ def _set_path(urls: dict[str, Any], dotted: str, value: str) -> None:
 
 
 def build_exchange(settings: CcxtSettings, *, on_checksum_mismatch: Any = None,
-                   on_malformed: Malformed | None = None) -> Any:
+                   on_malformed: Malformed | None = None, on_trade_hole: Any = None) -> Any:
     check_ccxt_version()
     cls = getattr(ccxtpro, settings.exchange, None)
     if cls is None:
@@ -76,6 +78,12 @@ def build_exchange(settings: CcxtSettings, *, on_checksum_mismatch: Any = None,
     if exchange.id in JSON_NUMBER_VENUES:
         install_exact_json(exchange)
     install_journaled_books(exchange)
+    snapshot_check = TRADE_SNAPSHOT_CHECKS.get(exchange.id)
+    if snapshot_check is not None and on_trade_hole is not None:  # inside the sequence check: sees what ccxt sees
+        snapshot_check(exchange, on_trade_hole)
+    sequence_check = SEQUENCE_CHECKS.get(exchange.id)
+    if sequence_check is not None and settings.check_sequence:  # before the guard: the guard wraps it too
+        sequence_check(exchange, settings.venue_id())
     if on_malformed is not None:
         install_message_guard(exchange, on_malformed)
     verifier = VERIFIERS.get(exchange.id)

@@ -35,6 +35,7 @@ from prometheus_client import Counter
 
 from producers.ccxt.account_channels import AccountChannels
 from producers.ccxt.book_channel import BookChannel, BookState
+from producers.ccxt.coinbase import CoinbaseChannels
 from producers.ccxt.exchange import build_exchange
 from producers.ccxt.fence import drop_authenticated_clients, install_item_taps
 from producers.ccxt.host import Body, TapQueue, WatchedMarket
@@ -60,7 +61,7 @@ class ChannelGivesUp(Exception):
     """This channel cannot work on this exchange (not supported, bad symbol): stop its task only."""
 
 
-class CcxtFeed(BookChannel, MarketDataChannels, AccountChannels, Feed):
+class CcxtFeed(BookChannel, MarketDataChannels, AccountChannels, CoinbaseChannels, Feed):
     """Runs until cancelled. ``exchange`` may be injected (tests); otherwise built from settings."""
 
 
@@ -73,10 +74,11 @@ class CcxtFeed(BookChannel, MarketDataChannels, AccountChannels, Feed):
         self.settings: CcxtSettings = settings
         self._checksum_failed: set[str] = set()
         self._malformed_logged = 0
-        self.exchange = exchange or build_exchange(settings, on_checksum_mismatch=self._checksum_failed.add,
-                                                   on_malformed=self._malformed_message)
-        self.markets: list[WatchedMarket] = []
         self._by_symbol: dict[str, WatchedMarket] = {}
+        self.exchange = exchange or build_exchange(settings, on_checksum_mismatch=self._checksum_failed.add,
+                                                   on_malformed=self._malformed_message,
+                                                   on_trade_hole=self._trade_hole)
+        self.markets: list[WatchedMarket] = []
         self.order_queue = TapQueue(limit=settings.tap_queue_max)
         self.fill_queue = TapQueue(limit=settings.tap_queue_max)
         private = settings.effective_private_channels()
@@ -154,6 +156,7 @@ class CcxtFeed(BookChannel, MarketDataChannels, AccountChannels, Feed):
             if "ohlcv" in s.channels:
                 for interval in s.ohlcv_intervals:
                     out.append((f"ohlcv:{m.market}:{interval}", self._ohlcv_body(m, interval)))
+        out.extend(self._venue_bodies())
         private = {"balance": self._balance_body, "orders": self._orders_body, "fills": self._fills_body,
                    "positions": self._positions_body}
         for name in s.effective_private_channels():

@@ -31,6 +31,10 @@ What reaches inside ccxt:
   instance, so a verifier can check the applied book (or skip the message) before anything is handed out;
   ``client.send`` is used to unsubscribe a failed book before ccxt subscribes it again.
 - **Refused logins**: ``exchange.clients`` and ``client.subscriptions`` to drop authenticated sockets.
+- **Per-connection sequences** (Coinbase ``sequence_num``, ``coinbase.py``): ``handle_message`` wrapped so a
+  check runs first, a counter kept on ccxt's ``Client``, ``client.subscriptions``/``client.reject`` to drop
+  and fail the subscriptions of a connection that lost a message, ``client.resolve`` for heartbeats, and
+  ccxt's internal ``coinbase.subscribe`` for the ``heartbeats`` channel ccxt itself never subscribes to.
 """
 
 from __future__ import annotations
@@ -86,6 +90,11 @@ UPSTREAM: dict[str, str] = {
     "ccxt.pro.kraken.kraken.watch_order_book_for_symbols": "d5ab4938a1c585b9",
     "ccxt.pro.bybit.bybit.handle_order_book": "0f8ed6072979aac5",
     "ccxt.pro.bybit.bybit.watch_topics": "4ded57376e3bf7db",
+    "ccxt.pro.coinbase.coinbase.handle_message": "8226ca0074c9cd4a",
+    "ccxt.pro.coinbase.coinbase.handle_order_book": "614e77ef2e19abab",
+    "ccxt.pro.coinbase.coinbase.handle_trade": "fb288882593d0f20",
+    "ccxt.pro.coinbase.coinbase.handle_heartbeats": "0adb25447d2fa4eb",
+    "ccxt.pro.coinbase.coinbase.subscribe": "1783bb1b99d2f54f",
 }
 
 
@@ -406,3 +415,46 @@ async def drop_authenticated_clients(exchange: Any) -> None:
                 await client.close()
             except Exception as exc:  # closing a broken socket may fail; it is gone either way
                 log.debug("%s: closing %s failed: %s", exchange.id, url, exc)
+
+
+# -- per-connection sequences and venue channels ccxt does not subscribe to (see coinbase.py) ---------------
+def check_messages_first(exchange: Any, check: Callable[[Any, Any], bool]) -> None:
+    """Run ``check(client, message)`` before ccxt handles each message; ``False`` drops the message."""
+    original = exchange.handle_message
+
+    def handle_message(client: Any, message: Any) -> Any:
+        if not check(client, message):
+            return None
+        return original(client, message)
+
+    exchange.handle_message = handle_message
+
+
+_CONNECTION_STATE = "_marketpipe_connection_state"
+
+
+def connection_state(client: Any) -> dict[str, Any]:
+    """A dict kept on ccxt's ``Client`` (one per socket; a reconnect gets a new one)."""
+    state = client.__dict__.get(_CONNECTION_STATE)
+    if state is None:
+        state = client.__dict__[_CONNECTION_STATE] = {}
+    return state
+
+
+def subscription_hashes(client: Any) -> list[str]:
+    return [str(k) for k in client.subscriptions]
+
+
+def fail_subscription(client: Any, message_hash: str, error: Exception) -> None:
+    """Drop a subscription and reject its waiting future: the next ``watch_*`` subscribes again."""
+    client.subscriptions.pop(message_hash, None)
+    client.reject(error, message_hash)
+
+
+def resolve(client: Any, result: Any, message_hash: str) -> None:
+    client.resolve(result, message_hash)
+
+
+async def coinbase_subscribe(exchange: Any, channel: str) -> Any:
+    """ccxt's internal ``coinbase.subscribe`` for a channel without products (``heartbeats``)."""
+    return await exchange.subscribe(channel, False)

@@ -38,6 +38,20 @@ class TapOverflow:
 
 
 @dataclass
+class TradeHole(TapOverflow):
+    """Put in a market's trade queue, in place, by a venue check that knows trades may be missing there
+    (Coinbase: a ``market_trades`` snapshot that no longer reaches back to the newest trade seen); the
+    drain publishes it as a gap marker. A TapOverflow only so queues keep one item type: nothing was
+    refused (``count`` 0). Venue times in ms, ids as the venue spells them."""
+
+    reason: str = "hole"
+    from_ms: int | None = None
+    to_ms: int | None = None
+    after_id: str | None = None
+    before_id: str | None = None
+
+
+@dataclass
 class TapQueue:
     """Items a ccxt tap handed over (``fence.install_item_taps``), in parse order, until published.
 
@@ -62,6 +76,11 @@ class TapQueue:
             self.refused += 1
         else:
             items.append(item)
+        self.arrived.set()
+
+    def put_hole(self, hole: TradeHole) -> None:
+        """In order with the items; never refused (it is what a consumer must see)."""
+        self.items.append(hole)
         self.arrived.set()
 
 

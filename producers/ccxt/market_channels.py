@@ -9,8 +9,9 @@ from typing import Any
 from prometheus_client import Gauge
 
 from producers.ccxt import mapping
+from producers.ccxt.coinbase import TRADE_SNAPSHOT_CHECKS, trade_snapshot_check
 from producers.ccxt.exact import exact_text
-from producers.ccxt.host import Body, ChannelHost, TapOverflow, WatchedMarket, watch_and_drain
+from producers.ccxt.host import Body, ChannelHost, TapOverflow, TradeHole, WatchedMarket, watch_and_drain
 from producers.ccxt.trade_recovery import TradeHistory, int_id, trade_history
 from producers.core.backoff import Backoff
 from producers.core.numbers import now_micros
@@ -35,16 +36,20 @@ class MarketDataChannels(ChannelHost):
         is published; what REST cannot return is marked with a gap marker. Where ids say nothing about
         holes (Bybit's UUIDs...), a restart after trades flowed publishes an open-ended gap marker
         (``reconnect``, one per hole however often the reconnect is retried): trades of the time the
-        subscription was down may be missing, and the stream says so where they are.
+        subscription was down may be missing, and the stream says so where they are. Not where the venue's
+        resubscribe snapshot tells exactly whether trades are missing (Coinbase, ``coinbase.py``: then a
+        ``snapshot-short`` marker, only when they may be).
         """
         name = f"trades:{m.market}"
         history = self._trade_history() if self.settings.trade_recovery else None
         watch_params = history.watch_params if history is not None else {}
+        snapshot_checked = self.exchange.id in TRADE_SNAPSHOT_CHECKS
 
         async def body(backoff: Backoff) -> None:
             if history is not None and m.last_trade_id is not None:  # a reconnect: catch up over REST
                 await self._recover_trades(m, history, m.last_trade_id, None, None, "reconnect")
-            elif history is None and m.trade_order and m.gap_marked_after != m.trade_order[-1]:
+            elif history is None and not snapshot_checked and m.trade_order \
+                    and m.gap_marked_after != m.trade_order[-1]:
                 await self._mark_open_trade_gap(m, "reconnect")  # a restart, ids without replay: once per hole
             await watch_and_drain(lambda: self.exchange.watch_trades(m.symbol, None, None, dict(watch_params)),
                                   m.trades, lambda: self._drain_trades(m, history),
@@ -58,6 +63,9 @@ class MarketDataChannels(ChannelHost):
         receive_ts = now_micros()
         while queue:
             t = queue.popleft()
+            if isinstance(t, TradeHole):  # (before TapOverflow: a hole is one, refusing nothing)
+                await self._publish_hole(m, t, receive_ts)
+                continue
             if isinstance(t, TapOverflow):
                 await self._after_trades_overflow(m, t, history, receive_ts)
                 continue
@@ -91,6 +99,15 @@ class MarketDataChannels(ChannelHost):
         await self._emitter().trade_gap(m.market, m.venue_symbol, reason="tap-overflow",
                                         from_ts=min(mapping.ms_to_micros(lost.first_ms, receive_ts), to_ts),
                                         to_ts=to_ts, receive_ts=receive_ts, missing_count=lost.count)
+
+    async def _publish_hole(self, m: WatchedMarket, hole: TradeHole, receive_ts: int) -> None:
+        """A venue check found trades may be missing here (``TradeHole``): a gap marker, in place."""
+        to_ts = mapping.ms_to_micros(hole.to_ms, receive_ts)
+        from_ts = min(mapping.ms_to_micros(hole.from_ms, to_ts), to_ts)
+        await self._emitter().trade_gap(m.market, m.venue_symbol, reason=hole.reason, from_ts=from_ts, to_ts=to_ts,
+                                        receive_ts=receive_ts, after_id=hole.after_id, before_id=hole.before_id)
+        log.warning("%s %s: trades after %s up to %s may be missing (%s): gap marker published", self.venue,
+                    m.market, hole.after_id, hole.before_id, hole.reason)
 
     async def _recover_trades(self, m: WatchedMarket, history: TradeHistory, after: int, before: int | None,
                               next_trade: dict[str, Any] | None, reason: str) -> None:
@@ -197,10 +214,13 @@ class MarketDataChannels(ChannelHost):
 
     async def _resume_trades(self, markets: list[WatchedMarket]) -> None:
         """Consecutive-id venues: each market's trades start from its newest trade in Kafka (a restart is a
-        reconnect: the first connection catches up over REST from there, see ``_trades_body``)."""
+        reconnect: the first connection catches up over REST from there, see ``_trades_body``). Venues whose
+        trades snapshot is checked (Coinbase, ``coinbase.py``): the check starts from that trade."""
         s = self.settings
-        if (not s.trade_resume_scan_max or "trades" not in s.channels or not s.trade_recovery
-                or self._trade_history() is None or self.publisher is None or self.registry is None):
+        snapshots = trade_snapshot_check(self.exchange)
+        if (not s.trade_resume_scan_max or "trades" not in s.channels or self.publisher is None
+                or self.registry is None
+                or (snapshots is None and (not s.trade_recovery or self._trade_history() is None))):
             return
         keys = {market_key(self.venue, m.market): m for m in markets}
         try:
@@ -211,6 +231,15 @@ class MarketDataChannels(ChannelHost):
                         "producer was away can be neither recovered nor marked", self.venue, type(exc).__name__, exc)
             return
         for key, event in newest.items():
+            if snapshots is not None:
+                if event.get("gap") is None:  # a marker's window says nothing about the newest trade
+                    m = keys[key]
+                    snapshots.seed(m.venue_symbol, event["trade_id"], event["exchange_ts"] // 1000)
+                    m.seen_trades.add(event["trade_id"])
+                    m.trade_order.append(event["trade_id"])
+                    log.info("%s %s: trades resume after %s (newest in Kafka)", self.venue, m.market,
+                             event["trade_id"])
+                continue
             point = covered_through(event, _int_or_none)
             if point is not None:
                 m = keys[key]

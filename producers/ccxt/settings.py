@@ -41,6 +41,8 @@ class CcxtSettings(FeedSettings):
     ccxt_options: dict[str, Any] = {}
     ccxt_config: dict[str, Any] = {}  # extra constructor config (timeout, enableRateLimit...)
     verify_checksums: bool = True  # venue checksums ccxt skips (OKX), see producers/ccxt/checksums.py
+    check_sequence: bool = True  # per-connection message sequences ccxt skips (Coinbase), see producers/ccxt/coinbase.py
+    heartbeats: bool = True  # keep-alive channels ccxt never subscribes to (Coinbase heartbeats)
     trade_dedup_window: Count = 10_000  # recent trade ids remembered per market (venues without consecutive ids)
     # items a ccxt tap may hold per queue (trades per market, orders, fills) while publishing blocks (Kafka
     # away): beyond it, items are refused and recovered over REST (consecutive trade ids) or gap-marked

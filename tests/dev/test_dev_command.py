@@ -19,8 +19,8 @@ from typing import Any
 from marketpipe.infra.ports import port_open
 from marketpipe.infra.processes import pid_alive
 
-UP_WITHIN_S = 150  # warm cache, 2 cores, seven venues
-VENUES = "rabbitx,drift,econia,binance,okx,kraken,bybit"
+UP_WITHIN_S = 150  # warm cache, 2 cores, eight venues
+VENUES = "rabbitx,drift,econia,binance,okx,kraken,bybit,coinbase"
 
 
 def get_json(url: str) -> tuple[int, Any]:

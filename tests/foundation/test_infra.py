@@ -52,7 +52,7 @@ def test_up_on_clean_cache_then_reuse_then_down(tmp_path: Path) -> None:
 
 def test_every_simulator_is_reachable_through_the_cli() -> None:
     """`marketpipe simulate <venue> --help` reaches each simulator's own argument parser."""
-    for venue in ("rabbitx", "drift", "econia", "binance", "okx"):
+    for venue in ("rabbitx", "drift", "econia", "binance", "okx", "coinbase"):
         res = subprocess.run([sys.executable, "-m", "marketpipe.cli", "simulate", venue, "--help"],
                              capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, f"{venue}: {res.stderr}"

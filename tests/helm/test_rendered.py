@@ -83,6 +83,10 @@ def test_producer_credentials_come_from_the_referenced_secrets(rendered: dict[st
     assert m.get("Secret", f"{FULL}-credentials")["data"].keys() == {"rabbitx-api-token"}
     okx = env_of(m, m.get("Deployment", f"{FULL}-okx"))
     assert not {k for k in okx if k.startswith("MARKETPIPE_API_")}
+    coinbase = env_of(m, m.get("Deployment", f"{FULL}-coinbase"))  # public channels: no credentials needed
+    assert not {k for k in coinbase if k.startswith("MARKETPIPE_API_")}
+    assert (coinbase["MARKETPIPE_CHECK_SEQUENCE"], coinbase["MARKETPIPE_HEARTBEATS"]) == ("true", "true")
+    assert container_of(m.get("Deployment", f"{FULL}-coinbase"))["args"] == ["produce", "coinbase"]
 
 
 def test_kraken_is_a_ccxt_deployment_of_its_own(rendered: dict[str, Manifests]) -> None:

@@ -224,7 +224,7 @@ registry-password: {{ .Values.registry.basicAuth.password | b64enc | quote }}
 {{/* The venues `marketpipe produce` accepts: marketpipe/venues.py, like values.schema.json's
 producers.*.venue enum (tests/helm/test_venue_registry.py keeps all three equal) */}}
 {{- define "marketpipe.venues" -}}
-rabbitx drift econia binance okx kraken bybit ccxt
+rabbitx drift econia binance okx kraken bybit coinbase ccxt
 {{- end }}
 
 {{- define "marketpipe.producer" -}}
