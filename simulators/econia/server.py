@@ -23,7 +23,8 @@ Faults: ``disconnect_all()`` (abrupt), ``accepting = False`` (venue away: upgrad
   tables, as a lost ``pg_notify`` leaves them); ``dropped`` lists ``(channel, txn_version, event_idx)``;
 - ``close_all(3001, "JWT expired")``: the server's token-expiry close, whatever the token's ``exp``.
 
-Truth: ``exchange.fills``, ``exchange.orders`` (``status``) and ``exchange.tables``. Never imports producer
+Truth: ``exchange.fills``, ``exchange.orders`` (``status``), ``exchange.taker_orders`` (market orders and
+swaps: asked size, taker fills, cancel reason) and ``exchange.tables``. Never imports producer
 code.
 """
 

@@ -62,9 +62,9 @@ def expected_records(t: TakerOrder, fill_ids: list[str]) -> list[Record]:
 def got_records(events: list[dict], order_id: int) -> list[Record]:
     out: list[Record] = []
     for e in events:
-        o = e.get("order")
-        if e["kind"] != "ORDER" or o["order_id"] != str(order_id):
+        if e["kind"] != "ORDER" or e["order"]["order_id"] != str(order_id):
             continue
+        o = e["order"]
         out.append((e["account"], o["order_type"], o["side"], o["status"],
                     None if o["price"] is None else Decimal(o["price"]), Decimal(o["size"]),
                     Decimal(o["filled_size"]), Decimal(o["remaining_size"]), o["venue_status"]))
