@@ -132,6 +132,7 @@ class EconiaNormalizer:
         self._orphan_taker_fills: OrderedDict[tuple[int, int], tuple[int, int, str, int]] = OrderedDict()
         self._orphan_taker_cancels: OrderedDict[tuple[int, int], dict[str, Any]] = OrderedDict()
         self.taker_orders = 0  # market/swap place events applied
+        self.late_taker_places = 0  # market/swap places applied after some of their fills or their cancel
 
     def market(self, market_id: Any) -> MarketParams:
         mid = _int(market_id)
@@ -254,6 +255,8 @@ class EconiaNormalizer:
         out = [self._taker_order(m, oid, state, "placed", channel,
                                  f"{_int(row['txn_version'])}:{_int(row['event_idx'])}", ts, receive_ts)]
         orphan = self._orphan_taker_fills.pop((m.market_id, oid), None)
+        if orphan is not None or (m.market_id, oid) in self._orphan_taker_cancels:
+            self.late_taker_places += 1
         if orphan is not None:  # its fills were applied first: the place as it was, then the state after them
             lots, n, trade_id, fill_ts = orphan
             self.superseded += 1

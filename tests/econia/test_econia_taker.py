@@ -187,3 +187,48 @@ async def test_recognized_market_and_legacy_order_channels_are_accepted(econia_s
     assert feed.recognized_markets == 1 and feed.metrics.count("recognized_markets") == 1
     assert feed.metrics.count("legacy_order_rows") == 1 and feed.metrics.count("parse_errors") == 0
     assert feed.normalizer.taker_orders == 1
+
+
+async def test_taker_whose_place_notification_is_lost_ends_in_the_venue_state(
+        econia_sim: EconiaSimulator, make_feed, cluster, registry) -> None:
+    """Only the place notification of a swap and of three market orders is lost: their fills and cancels come
+    live and are published past the reorder window; the reconcile after a reconnect brings the places back
+    (the timer's reconcile is far off, so nothing can recover them sooner). The late place is published as it
+    was, followed by the order's state after those fills and its cancel."""
+    sim, ex = econia_sim, econia_sim.exchange
+    feed = make_feed(sim, econia_reorder_seconds=0.05, econia_reconcile_seconds=120.0, econia_reconcile_lookback=120.0)
+    start = await end_offsets(cluster.bootstrap, [TRADES, ACCOUNT, BOOK])
+    task = asyncio.create_task(feed.run())
+    try:
+        await wait_until(lambda: feed.ready, 10, "connected")
+        m1, m2 = ex.markets
+        for m in (m1, m2):
+            for side in (True, False):
+                for _ in range(4):
+                    ex.place_limit_order(m, side=side)
+        sim.drop_next_on_channel("place_swap_order_event")
+        swap = ex.swap(m1, fills=2, direction=False, odd_subunits=True)  # fills, then a cancel of half a lot
+        sim.drop_next_on_channel("place_market_order_event", 3)
+        market = ex.take(m2, fills=2, direction=True)  # fills only
+        ex.take(m2, direction=False, exhaust=True)  # fills, then a cancel
+        empty = ex.take(m2, direction=False, exhaust=True)  # no asks left: only a cancel comes live
+        assert swap.cancel_reason == 8 and market and empty == []
+        await wait_until(lambda: caught_up(feed, sim), 15, "fills and cancels published")
+        assert feed.normalizer.taker_orders == len(ex.taker_orders) - 4  # the lost places are not back yet
+        sim.disconnect_all()
+        await wait_until(lambda: feed.connections >= 2 and caught_up(feed, sim)
+                         and feed.normalizer.taker_orders == len(ex.taker_orders), 20,
+                         "lost places recovered by the reconcile after the reconnect")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [c for c, _, _ in sim.dropped] == ["place_swap_order_event"] + ["place_market_order_event"] * 3
+    assert feed.normalizer.late_taker_places == 4 and feed.late_events == 4
+    _, events = await read_all(cluster, registry, sim, start)
+    check_taker_final_states(events, sim)
+    late = got_records(events, swap.order_id)
+    assert [r[3] for r in late] == ["NEW", "PARTIALLY_FILLED", "CANCELLED"]
+    unknown_to_rest = ex.taker_orders[(m2.market_id, max(oid for _, oid in ex.taker_orders))]
+    assert [r[3] for r in got_records(events, unknown_to_rest.order_id)] == ["NEW", "CANCELLED"]
+    assert feed.metrics.count("parse_errors") == 0
+    await check_books(cluster, registry, sim, start, resyncs_allowed=True)
