@@ -33,6 +33,21 @@ Protocol (venues.md section 3) and what it forced:
   an event older than its last applied one is restated from its ``/limit_orders`` row (a final ORDER
   record with the venue's state). The derived books are checked after every transaction: a model error
   (unknown order, negative level) or a crossed result resynchronizes the market instead of publishing.
+- **Taker orders** (``place_market_order_event``, ``place_swap_order_event``) are keyed event tables like the
+  others: ordered, deduplicated, reconciled; ORDER records per place / taker fill / cancel (see
+  ``normalize``). A ``cancel_order_event`` of a taker order (its unfilled rest) never touches the book.
+- ``recognized_market_event`` (keyed, reconciled): counted, logged, its lot/tick sizes checked against
+  ``/markets`` (reloaded when the market is new or they differ).
+- **``updated_limit_order`` is not on by default** (accepted when listed in ``econia_channels``). Its payload is
+  the ``aggregator.user_history`` row after an UPDATE: it has no ``(txn_version, event_idx)``, so it cannot
+  join the venue order or the dedup window; the aggregator writes it in batches behind the event tables, so it
+  can arrive after newer keyed events and move a consumer's view of the order backwards; PostgREST keeps only
+  each order's current row (``/orders``), so a lost notification's intermediate state cannot be backfilled,
+  and a backfill by diffing current rows would give different records depending on when it ran (no stable
+  ``event_id``). Every change it reports is already published from the keyed events, so turning it on would
+  publish each change twice under two ids. ``new_limit_order``/``new_market_order``/``new_swap_order``:
+  their triggers were dropped by the 2023-11-11 ``optimizations`` migration; if a token lists them (an older
+  DSS) their rows are counted and logged, not published (no fill state; the keyed place events carry it).
 - postgres-websockets sends only WS pings and quiet markets send nothing, so the frame watchdog is off by
   default (the client's WS pings find dead connections).
 """
@@ -57,7 +72,7 @@ from producers.core.numbers import now_micros
 from producers.econia.book import EconiaBooks
 from producers.econia.normalize import EconiaNormalizer, UnknownMarket, UnknownOrder, iso_micros
 from producers.econia.reorder import ReorderBuffer
-from producers.econia.rest import TABLES, DssRest, Key
+from producers.econia.rest import STATE_CHANNELS, TABLES, DssRest, Key
 from producers.econia.settings import EconiaSettings
 from producers.econia.units import MarketParams
 
@@ -114,7 +129,7 @@ class EconiaFeed(Feed):
         settings = settings or EconiaSettings()
         super().__init__(settings, **kwargs)
         self.settings: EconiaSettings = settings
-        unknown = set(settings.econia_channels) - set(TABLES) - {"updated_limit_order"}
+        unknown = set(settings.econia_channels) - set(TABLES) - STATE_CHANNELS
         if unknown:
             raise ValueError(f"econia: unsupported channels {sorted(unknown)}")
         self.normalizer = EconiaNormalizer({})
@@ -123,6 +138,8 @@ class EconiaFeed(Feed):
             "place_limit_order_event": self.normalizer.place_limit_order,
             "change_order_size_event": self.normalizer.change_order_size,
             "cancel_order_event": self.normalizer.cancel_order,
+            "place_market_order_event": self.normalizer.place_market_order,
+            "place_swap_order_event": self.normalizer.place_swap_order,
             "updated_limit_order": self.normalizer.updated_limit_order,
         }
         self._market_filter = settings.market_ids()
@@ -148,6 +165,8 @@ class EconiaFeed(Feed):
         self.restated = 0  # orders restated from REST after an out-of-order event
         self.tokens_minted = 0
         self.token_reconnects = 0  # closes 3001 answered by a reconnect
+        self.recognized_markets = 0  # recognized_market_event rows applied
+        self.legacy_order_rows = 0  # new_limit/market/swap_order rows (pre-2023-11-11 DSS): counted, not published
 
     @property
     def reordered(self) -> int:
@@ -254,8 +273,15 @@ class EconiaFeed(Feed):
         for value in row.values():
             if type(value) is float:  # orjson turns integers beyond 64 bits (u128 order ids) into floats:
                 raise InexactNumber(f"{channel}: {value!r}")  # the core re-parses the line exactly
-        if channel not in self._handlers and channel != "market_registration_event":
+        if channel not in self._handlers and channel not in TABLES and channel not in STATE_CHANNELS:
             raise ValueError(f"notification on unexpected channel {channel!r}")
+        if channel in STATE_CHANNELS - {"updated_limit_order"}:  # user_history_limit/market/swap insert rows
+            self.legacy_order_rows += 1
+            self.metrics.inc("legacy_order_rows", channel)
+            if self.legacy_order_rows == 1:
+                log.info("econia: %s row (a DSS from before the 2023-11-11 optimizations migration): counted, not "
+                         "published; its order comes from the keyed place_*_order_event", channel)
+            return
         if channel == "updated_limit_order":  # a state row without an event key: published as it comes
             async with self._lock:
                 await self._apply(None, (channel, row, receive_ts), late=False)
@@ -338,6 +364,9 @@ class EconiaFeed(Feed):
                     and (not self._market_filter or params.market_id in self._market_filter):
                 await self.books.new_market(params, key, receive_ts)
             return
+        if channel == "recognized_market_event":
+            await self._recognized_market(row)
+            return
         if self._market_filter and row.get("market_id") not in self._market_filter:
             return
         handler = self._handlers[channel]
@@ -349,10 +378,14 @@ class EconiaFeed(Feed):
         except UnknownOrder as exc:
             assert self.rest is not None
             order = await self.rest.limit_order(exc.market_id, exc.order_id)
-            if order is None:
+            if order is not None:
+                self.normalizer.seed_order(order)
+                emissions = handler(row, receive_ts)
+            elif channel == "cancel_order_event":  # not a limit order: a taker's rest, its place still to come
+                self.normalizer.defer_taker_cancel(row)
+                emissions = []
+            else:
                 raise
-            self.normalizer.seed_order(order)
-            emissions = handler(row, receive_ts)
         assert self.emitter is not None
         for kind, kw in emissions:
             if kind == "trade":
@@ -361,6 +394,8 @@ class EconiaFeed(Feed):
                 await self.emitter.account(**kw)
         if self.books is None or key is None or not emissions or channel not in BOOK_CHANNELS:
             return
+        if channel == "cancel_order_event" and self.normalizer.is_taker_order(row):
+            return  # a market order's or swap's cancel (its unfilled rest) never rested on the book
         mid = row["market_id"]
         if not self.books.covers(mid, key):
             return  # already in the market's snapshot, or the market waits for one
@@ -565,6 +600,30 @@ class EconiaFeed(Feed):
         async with self._lock:
             await self.books.snapshot(markets, orders, before, now_micros())
         return before
+
+    async def _recognized_market(self, row: dict[str, Any]) -> None:
+        """``recognized_market_event``: the registry's recognized market for a trading pair was added, updated
+        or removed (``market_id`` null). Counted and logged; its lot/tick sizes are checked against the
+        market's parameters (the ones every price and size is converted with) and a market we do not know
+        yet, or parameters that differ, reload ``/markets``."""
+        self.recognized_markets += 1
+        self.metrics.inc("recognized_markets", "recognized_market_event")
+        mid = row.get("market_id")
+        pair = f"{row.get('base_struct_name') or row.get('base_name_generic')}/{row.get('quote_struct_name')}"
+        if mid is None:
+            log.info("econia: pair %s no longer has a recognized market (txn_version %s)", pair, row.get("txn_version"))
+            return
+        params = self.normalizer.markets.get(mid)
+        if params is None or (row.get("lot_size"), row.get("tick_size")) != (params.lot_size, params.tick_size):
+            await self._refresh_markets()
+            params = self.normalizer.markets.get(mid)
+            if params is not None and (row.get("lot_size"), row.get("tick_size")) != (params.lot_size,
+                                                                                     params.tick_size):
+                self.metrics.inc("parse_errors", "recognized_market_event")
+                log.warning("econia: recognized market %s has lot/tick %s/%s but /markets says %s/%s", mid,
+                            row.get("lot_size"), row.get("tick_size"), params.lot_size, params.tick_size)
+                return
+        log.info("econia: market %s is the recognized market of %s", mid, pair)
 
     async def _refresh_markets(self) -> None:
         assert self.rest is not None

@@ -15,6 +15,17 @@
   ``restate_needed``: the feed reads its current state from REST and publishes it (``restate``), so the
   last ORDER record of every order is its venue state again. Cancelled orders stay remembered (a late
   place after its cancel must not reopen the order).
+- taker orders (``place_market_order_event``, ``place_swap_order_event``) are immediate: their place
+  event comes first in the transaction, then their fills, then (if they did not fill completely) a
+  ``cancel_order_event`` with the taker's order id (Econia cancel reasons 2, 4, 5, 7, 8, 9). Each yields
+  ORDER records with ``order_type`` ``market`` / ``swap``: NEW at the place, one update per taker fill
+  (PARTIALLY_FILLED, FILLED once nothing remains) keyed by the fill id, CANCELLED at the cancel. Market
+  order ``direction``: ``true`` = sell (the aggregator's mapping, as ASK = true); ``size`` is in lots.
+  A swap belongs to its ``signing_account`` (no custodian); ``min_base``/``max_base`` are base subunits
+  (not lots: a swap's size need not be a whole number of lots), ``limit_price`` is ticks per lot.
+  A taker fill applied before its order's place (the place notification lost, recovered later by a
+  reconcile) is remembered; the late place then publishes the place as it was plus the order's state
+  after those fills, so the last ORDER record is the venue's state again.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from producers.core.numbers import units_text
 from producers.econia.units import MarketParams
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -88,6 +100,20 @@ class OrderState:
     closed: bool = False
 
 
+@dataclass
+class TakerState:
+    """A market order or swap (immediate: it never rests) as its events went by."""
+
+    account: str
+    order_type: str  # market | swap
+    side: str
+    price: str | None  # a swap's limit price; None for a market order
+    size: int  # base subunits (a market order's lots * lot_size; a swap's max_base)
+    filled: int = 0  # lots
+    closed: bool = False
+    fills: int = 0  # taker fills applied
+
+
 class EconiaNormalizer:
     def __init__(self, markets: dict[int, MarketParams], *, order_memory: int = 200_000,
                  fill_memory: int = 200_000) -> None:
@@ -102,6 +128,11 @@ class EconiaNormalizer:
         # (market, order) with an event applied out of order -> the newest such event's key
         self.restate_needed: dict[tuple[int, int], tuple[int, int]] = {}
         self.superseded = 0  # events older than their order's last applied event
+        self.takers: OrderedDict[tuple[int, int], TakerState] = OrderedDict()  # market orders and swaps
+        self._orphan_taker_fills: OrderedDict[tuple[int, int], tuple[int, int, str, int]] = OrderedDict()
+        self._orphan_taker_cancels: OrderedDict[tuple[int, int], dict[str, Any]] = OrderedDict()
+        self.taker_orders = 0  # market/swap place events applied
+        self.late_taker_places = 0  # market/swap places applied after some of their fills or their cancel
 
     def market(self, market_id: Any) -> MarketParams:
         mid = _int(market_id)
@@ -166,6 +197,18 @@ class EconiaNormalizer:
         self._fills[trade_id] = None
         if len(self._fills) > self._fill_memory:
             self._fills.popitem(last=False)
+        taker_state = self.takers.get((m.market_id, taker_oid))
+        if taker_state is not None:
+            taker_state.filled += lots
+            taker_state.fills += 1
+            out.append(self._taker_order(m, taker_oid, taker_state, f"filled:{trade_id}", "fill_event",
+                                         f"fill:{trade_id}", ts, receive_ts))
+        elif (m.market_id, taker_oid) not in self.orders:  # a market/swap order whose place is still to come
+            orphan_t = (m.market_id, taker_oid)
+            lots0, n0, _, _ = self._orphan_taker_fills.get(orphan_t, (0, 0, "", 0))
+            self._orphan_taker_fills[orphan_t] = (lots0 + lots, n0 + 1, trade_id, ts)
+            if len(self._orphan_taker_fills) > self._order_memory:
+                self._orphan_taker_fills.popitem(last=False)
         return out
 
     def place_limit_order(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
@@ -174,6 +217,7 @@ class EconiaNormalizer:
         initial, remaining = _int(row["initial_size"]), _int(row["size"])
         state = OrderState(order_side(row["side"]), self._price(m, row["price"]), initial, initial - remaining,
                            remaining, last_key=_key(row))
+        self._orphan_taker_fills.pop((m.market_id, oid), None)  # it was a limit order crossing the spread
         known = self.orders.get((m.market_id, oid))
         if known is None or self._in_order(m.market_id, oid, known, row):
             self._remember((m.market_id, oid), state)
@@ -183,6 +227,86 @@ class EconiaNormalizer:
                 self._needs_restate((m.market_id, oid), orphan)
         status = "NEW" if state.filled == 0 else ("PARTIALLY_FILLED" if remaining else "FILLED")
         return [self._order(m, row, oid, state, status, "placed", "place_limit_order_event", receive_ts)]
+
+    def place_market_order(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
+        m = self.market(row["market_id"])
+        acct = account_of(row["user"], row["custodian_id"])
+        return self._place_taker(m, row, acct, "market", None, _int(row["size"]) * m.lot_size,
+                                 "place_market_order_event", receive_ts)
+
+    def place_swap_order(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
+        m = self.market(row["market_id"])
+        acct = account_of(row["signing_account"], 0)
+        return self._place_taker(m, row, acct, "swap", self._price(m, row["limit_price"]), _int(row["max_base"]),
+                                 "place_swap_order_event", receive_ts)
+
+    def _place_taker(self, m: MarketParams, row: dict[str, Any], acct: str, order_type: str, price: str | None,
+                     size: int, channel: str, receive_ts: int) -> list[Emission]:
+        oid = _int(row["order_id"])
+        direction = row["direction"]
+        if not isinstance(direction, bool):
+            raise ValueError(f"direction {direction!r} is not a boolean (true = sell)")
+        state = TakerState(acct, order_type, "SELL" if direction else "BUY", price, size)
+        self.takers[(m.market_id, oid)] = state
+        if len(self.takers) > self._order_memory:
+            self.takers.popitem(last=False)
+        self.taker_orders += 1
+        ts = iso_micros(row["time"])
+        out = [self._taker_order(m, oid, state, "placed", channel,
+                                 f"{_int(row['txn_version'])}:{_int(row['event_idx'])}", ts, receive_ts)]
+        orphan = self._orphan_taker_fills.pop((m.market_id, oid), None)
+        if orphan is not None or (m.market_id, oid) in self._orphan_taker_cancels:
+            self.late_taker_places += 1
+        if orphan is not None:  # its fills were applied first: the place as it was, then the state after them
+            lots, n, trade_id, fill_ts = orphan
+            self.superseded += 1
+            state.filled, state.fills = lots, n
+            out.append(self._taker_order(m, oid, state, f"filled:{trade_id}", "reconcile", f"fill:{trade_id}",
+                                         fill_ts, receive_ts))
+        cancel = self._orphan_taker_cancels.pop((m.market_id, oid), None)
+        if cancel is not None:
+            out.extend(self._cancel_taker(m, cancel, receive_ts))
+        return out
+
+    def defer_taker_cancel(self, row: dict[str, Any]) -> None:
+        """A cancel of an order unknown here and to ``/limit_orders``: a market order's or swap's rest whose
+        place is still to come (applied by that place)."""
+        order = (_int(row["market_id"]), _int(row["order_id"]))
+        self._orphan_taker_cancels[order] = row
+        if len(self._orphan_taker_cancels) > self._order_memory:
+            self._orphan_taker_cancels.popitem(last=False)
+
+    def is_taker_order(self, row: dict[str, Any]) -> bool:
+        return (row.get("market_id"), row.get("order_id")) in self.takers
+
+    def _taker_order(self, m: MarketParams, oid: int, state: TakerState, venue_status: str, channel: str,
+                     event_suffix: str, exchange_ts: int, receive_ts: int) -> Emission:
+        filled = state.filled * m.lot_size
+        remaining = max(state.size - filled, 0) if not state.closed else 0
+        if state.closed:
+            status = "CANCELLED"
+        elif state.filled == 0:
+            status = "NEW"
+        else:
+            status = "FILLED" if remaining == 0 else "PARTIALLY_FILLED"
+        payload = {"order_id": str(oid), "client_order_id": None, "side": state.side,
+                   "order_type": state.order_type, "status": status, "price": state.price,
+                   "size": units_text(state.size, m.base_decimals),
+                   "filled_size": m.size_text(state.filled), "remaining_size": units_text(remaining, m.base_decimals),
+                   "average_price": None, "venue_status": venue_status}
+        return ("account", {"account": state.account, "kind": "ORDER", "market": m.market,
+                            "venue_symbol": m.venue_symbol, "exchange_ts": exchange_ts, "receive_ts": receive_ts,
+                            "channel": channel, "event_id": f"econia:{state.account}:order:{oid}:{event_suffix}",
+                            "payload": payload})
+
+    def _cancel_taker(self, m: MarketParams, row: dict[str, Any], receive_ts: int) -> list[Emission]:
+        """The unfilled rest of a market order or swap, cancelled at the end of its transaction."""
+        oid = _int(row["order_id"])
+        state = self.takers[(m.market_id, oid)]
+        state.closed = True
+        return [self._taker_order(m, oid, state, f"cancelled:{row.get('reason')}", "cancel_order_event",
+                                  f"{_int(row['txn_version'])}:{_int(row['event_idx'])}", iso_micros(row["time"]),
+                                  receive_ts)]
 
     def change_order_size(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
         m = self.market(row["market_id"])
@@ -201,6 +325,11 @@ class EconiaNormalizer:
     def cancel_order(self, row: dict[str, Any], receive_ts: int) -> list[Emission]:
         m = self.market(row["market_id"])
         oid = _int(row["order_id"])
+        if (m.market_id, oid) in self.takers:
+            return self._cancel_taker(m, row, receive_ts)
+        if (m.market_id, oid) not in self.orders and (m.market_id, oid) in self._orphan_taker_fills:
+            self.defer_taker_cancel(row)
+            return []
         state = self._open(m, oid, row)
         if self._in_order(m.market_id, oid, state, row):
             state.remaining = 0

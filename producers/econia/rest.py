@@ -14,7 +14,13 @@ TABLES = {
     "change_order_size_event": "change_order_size_events",
     "cancel_order_event": "cancel_order_events",
     "market_registration_event": "market_registration_events",
+    "place_market_order_event": "place_market_order_events",
+    "place_swap_order_event": "place_swap_order_events",
+    "recognized_market_event": "recognized_market_events",
 }
+MARKET_WIDE = {"market_registration_event", "recognized_market_event"}  # read whatever the market filter
+# Keyless aggregator rows (``aggregator.user_history*``): nothing to reconcile them by.
+STATE_CHANNELS = {"updated_limit_order", "new_limit_order", "new_market_order", "new_swap_order"}
 
 
 class DssRest:
@@ -46,7 +52,7 @@ class DssRest:
         """Every row with ``txn_version >= txn_version``, ordered by (txn_version, event_idx), paged."""
         params = {"txn_version": f"gte.{txn_version}", "order": "txn_version.asc,event_idx.asc",
                   "limit": str(self.page)}
-        if market_ids and channel != "market_registration_event":
+        if market_ids and channel not in MARKET_WIDE:
             params["market_id"] = "in.(" + ",".join(str(m) for m in sorted(market_ids)) + ")"
         out: list[dict[str, Any]] = []
         while True:

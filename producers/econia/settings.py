@@ -15,8 +15,13 @@ from pydantic import Field, SecretStr, model_validator
 from marketpipe.settings import Count, EnvList, HttpUrl, Port, Seconds, WsUrl
 from producers.core.settings import FeedSettings
 
+# Every keyed event table of DSS (each has a (txn_version, event_idx) key and a PostgREST view, so it is
+# reconciled). Not by default: ``updated_limit_order`` (keyless aggregator state, see feed.py) and the
+# ``new_limit_order``/``new_market_order``/``new_swap_order`` channels (their triggers were dropped by the
+# 2023-11-11 optimizations migration; accepted, counted and logged if a token lists them).
 DEFAULT_CHANNELS = ["fill_event", "place_limit_order_event", "change_order_size_event", "cancel_order_event",
-                    "market_registration_event"]
+                    "market_registration_event", "place_market_order_event", "place_swap_order_event",
+                    "recognized_market_event"]
 
 
 class EconiaSettings(FeedSettings):

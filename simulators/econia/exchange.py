@@ -3,6 +3,15 @@
 Each transaction gets a ``txn_version``; its events get ``event_idx`` 0, 1, ... Fills are written TWICE
 (maker handle, then taker handle) exactly as the Move module emits them. Order ids are u128 (38-39 digits).
 ``true`` = ASK. Prices are ticks per lot, sizes are lots.
+
+Taker orders are real Econia market orders and swaps, each one transaction in the Move module's event
+order: ``place_market_order_event`` (``direction``: ``true`` = sell, ``size`` in lots) or
+``place_swap_order_event`` (by a ``signing_account``; ``min_base``/``max_base`` in base subunits,
+``min_quote``/``max_quote`` in quote subunits, ``limit_price`` in ticks per lot) first, then its fills against
+the best opposite orders (price-time priority, maker and taker copies), then, when it did not fill
+completely, a ``cancel_order_event`` with the taker order's id (reason 5 NOT_ENOUGH_LIQUIDITY, or 8
+TOO_SMALL_TO_FILL_LOT for a swap whose ``max_base`` leaves less than a lot). Truth: ``taker_orders``.
+Each registered market is also recognized (``recognized_market_event``, its own transaction).
 """
 
 from __future__ import annotations
@@ -25,7 +34,13 @@ TABLE_OF_CHANNEL = {
     "fill_event": "fill_events",
     "change_order_size_event": "change_order_size_events",
     "cancel_order_event": "cancel_order_events",
+    "place_market_order_event": "place_market_order_events",
+    "place_swap_order_event": "place_swap_order_events",
+    "recognized_market_event": "recognized_market_events",
 }
+HI_64 = 2**64 - 1
+CANCEL_NOT_ENOUGH_LIQUIDITY = 5
+CANCEL_TOO_SMALL_TO_FILL_LOT = 8
 
 
 @dataclass
@@ -63,6 +78,23 @@ class FillTruth:
 
 
 @dataclass
+class TakerOrder:
+    """A market order or swap: the venue's truth of what it asked for and what it got."""
+
+    market: EconiaMarket
+    order_id: int
+    order_type: str  # market | swap
+    user: str  # the market order's user, or the swap's signing account
+    custodian_id: int  # 0 for swaps
+    direction: bool  # true = sell
+    size: int  # base subunits asked for (a market order's lots * lot_size; a swap's max_base)
+    limit_price: int | None  # ticks per lot (swaps)
+    txn_version: int
+    fills: list[int] = field(default_factory=list)  # lots per taker fill, in order
+    cancel_reason: int | None = None  # set when its unfilled rest was cancelled
+
+
+@dataclass
 class EconiaExchange:
     markets: tuple[EconiaMarket, ...]
     notify: Notify
@@ -78,6 +110,7 @@ class EconiaExchange:
     _order_counter: int = 1 << 60
     crossing_orders: bool = False  # random_activity also places limit orders that cross the spread
     crossings: int = 0  # crossing limit orders placed (each one transaction: place, then fills)
+    taker_orders: dict[tuple[int, int], TakerOrder] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -127,6 +160,17 @@ class EconiaExchange:
         if market not in self.markets:
             self.markets = (*self.markets, market)
         self._emit("market_registration_event", row)
+        self.recognize_market(market)
+        return row
+
+    def recognize_market(self, market: EconiaMarket) -> Row:
+        """The registry's recognized market for the pair (``recognized_market_events`` columns in order)."""
+        reg = market.registration_row(self._txn(), 0, self.now_iso())
+        row = {k: reg[k] for k in ("txn_version", "event_idx", "time", "base_account_address", "base_module_name",
+                                    "base_struct_name", "base_name_generic", "quote_account_address",
+                                    "quote_module_name", "quote_struct_name", "market_id", "lot_size", "tick_size",
+                                    "min_size", "underwriter_id")}
+        self._emit("recognized_market_event", row)
         return row
 
     def place_limit_order(self, market: EconiaMarket, *, user: str | None = None, custodian_id: int = 0,
@@ -153,42 +197,127 @@ class EconiaExchange:
         self._emit_user_history(order, "open")
         return order
 
-    def take(self, market: EconiaMarket, *, taker: str | None = None, taker_custodian_id: int = 0,
-             fills: int = 2, self_trade: bool = False) -> list[FillTruth]:
-        """A taker market order that fills against up to ``fills`` resting orders in one transaction."""
-        book = [o for o in self.resting[market.market_id] if o.size > 0]
-        if not book:
-            self.place_limit_order(market)
-            book = [o for o in self.resting[market.market_id] if o.size > 0]
-        makers = self.rng.sample(book, min(fills, len(book)))
-        taker = makers[0].user if self_trade else (taker or self.rng.choice(self.users))
-        taker_order_id = self._new_order_id(0)
-        txn = self._txn()
-        idx = 0
+    def _opposite(self, market: EconiaMarket, direction: bool) -> list[RestingOrder]:
+        """Resting orders a taker of ``direction`` (true = sell) meets, best price first, then time."""
+        side = BID if direction else ASK
+        book = [o for o in self.resting[market.market_id] if o.size > 0 and o.side is side]
+        return sorted(book, key=lambda o: -o.price if side is BID else o.price)  # stable: time priority kept
+
+    def _direction(self, market: EconiaMarket, direction: bool | None, fills: int) -> bool:
+        if direction is not None:
+            return direction
+        deep = [d for d in (True, False) if len(self._opposite(market, d)) >= fills]
+        if deep:
+            return self.rng.choice(deep)
+        return max((True, False), key=lambda d: (len(self._opposite(market, d)), self.rng.random()))
+
+    def _match(self, market: EconiaMarket, txn: int, idx: int, taker: str, taker_custodian_id: int,
+               taker_order_id: int, makers: list[tuple[RestingOrder, int]]) -> tuple[list[FillTruth], int]:
+        """Emit the fills of one taker order (maker and taker copies) from ``idx``; returns (fills, next idx)."""
         out: list[FillTruth] = []
-        for seq, maker in enumerate(makers):
-            size = self.rng.randint(1, maker.size)
-            fee = size * maker.price * market.tick_size * 5 // 10_000
+        ts = self.now_iso()
+        for seq, (maker, lots) in enumerate(makers):
+            fee = lots * maker.price * market.tick_size * 5 // 10_000
             fill = FillTruth(market, txn, maker.order_id, taker_order_id, seq, maker.user, taker, maker.custodian_id,
-                             taker_custodian_id, maker.side, maker.price, size, fee)
-            ts = self.now_iso()
+                             taker_custodian_id, maker.side, maker.price, lots, fee)
             for emit in (maker.user, taker):  # the Move module emits to both handles
                 self._emit("fill_event", {
                     "txn_version": txn, "event_idx": idx, "emit_address": emit, "time": ts,
                     "maker_address": maker.user, "maker_custodian_id": maker.custodian_id,
                     "maker_order_id": maker.order_id, "maker_side": maker.side, "market_id": market.market_id,
-                    "price": maker.price, "sequence_number_for_trade": seq, "size": size, "taker_address": taker,
+                    "price": maker.price, "sequence_number_for_trade": seq, "size": lots, "taker_address": taker,
                     "taker_custodian_id": taker_custodian_id, "taker_order_id": taker_order_id,
                     "taker_quote_fees_paid": fee,
                 })
                 idx += 1
-            maker.size -= size
-            maker.filled += size
+            maker.size -= lots
+            maker.filled += lots
             maker.status = "open" if maker.size else "closed"
             self._emit_user_history(maker, maker.status)
             self.fills.append(fill)
             out.append(fill)
-        return out
+        return out, idx
+
+    def _fill_plan(self, market: EconiaMarket, direction: bool, fills: int, exhaust: bool) -> tuple[list[RestingOrder], int]:
+        """(opposite orders, lots): ``fills`` best orders, all but the last filled completely; with ``exhaust``
+        more lots than the whole opposite side holds."""
+        opposite = self._opposite(market, direction)
+        if exhaust:
+            return opposite, sum(o.size for o in opposite) + self.rng.randint(1, 50)
+        makers = opposite[:fills]
+        if not makers:
+            return [], self.rng.randint(1, 50)
+        return makers, sum(o.size for o in makers[:-1]) + self.rng.randint(1, makers[-1].size)
+
+    def _walk(self, book: list[RestingOrder], lots: int) -> list[tuple[RestingOrder, int]]:
+        matched: list[tuple[RestingOrder, int]] = []
+        for maker in book:
+            if lots == 0:
+                break
+            n = min(lots, maker.size)
+            matched.append((maker, n))
+            lots -= n
+        return matched
+
+    def take(self, market: EconiaMarket, *, taker: str | None = None, taker_custodian_id: int = 0,
+             fills: int = 2, self_trade: bool = False, direction: bool | None = None,
+             exhaust: bool = False) -> list[FillTruth]:
+        """A market order (one direction, ``true`` = sell) filling ``fills`` resting orders in price-time
+        priority, in one transaction: ``place_market_order_event``, its fills, and (``exhaust``: it asks for
+        more than the opposite side holds) a ``cancel_order_event`` for its unfilled rest."""
+        if not any(o.size > 0 for o in self.resting[market.market_id]):
+            self.place_limit_order(market)
+        direction = self._direction(market, direction, fills)
+        book, lots = self._fill_plan(market, direction, fills, exhaust)
+        taker = book[0].user if self_trade and book else (taker or self.rng.choice(self.users))
+        order = TakerOrder(market, self._new_order_id(0), "market", taker, taker_custodian_id, direction,
+                           lots * market.lot_size, None, self._txn())
+        self._emit("place_market_order_event", {
+            "txn_version": order.txn_version, "event_idx": 0, "market_id": market.market_id, "time": self.now_iso(),
+            "order_id": order.order_id, "user": taker, "custodian_id": taker_custodian_id,
+            "integrator": "0x" + "e" * 64, "direction": direction, "size": lots, "self_match_behavior": 0,
+        })
+        return self._execute(order, self._walk(book, lots), CANCEL_NOT_ENOUGH_LIQUIDITY)
+
+    def swap(self, market: EconiaMarket, *, signing_account: str | None = None, fills: int = 2,
+             direction: bool | None = None, exhaust: bool = False, odd_subunits: bool = False) -> TakerOrder:
+        """A swap by a signing account, in one transaction: ``place_swap_order_event`` (``max_base`` in base
+        subunits; ``odd_subunits`` adds half a lot, which cannot fill: TOO_SMALL_TO_FILL_LOT), its fills, and a
+        ``cancel_order_event`` for an unfilled rest."""
+        if not any(o.size > 0 for o in self.resting[market.market_id]):
+            self.place_limit_order(market)
+        direction = self._direction(market, direction, fills)
+        book, lots = self._fill_plan(market, direction, fills, exhaust)
+        matched = self._walk(book, lots)
+        worst = matched[-1][0].price if matched else 1000
+        account = signing_account or self.rng.choice(self.users)
+        max_base = lots * market.lot_size + (market.lot_size // 2 if odd_subunits else 0)
+        order = TakerOrder(market, self._new_order_id(0), "swap", account, 0, direction, max_base, worst,
+                           self._txn())
+        self._emit("place_swap_order_event", {
+            "txn_version": order.txn_version, "event_idx": 0, "market_id": market.market_id, "time": self.now_iso(),
+            "order_id": order.order_id, "signing_account": account, "integrator": "0x" + "e" * 64,
+            "direction": direction, "min_base": 0, "max_base": max_base, "min_quote": 0, "max_quote": HI_64,
+            "limit_price": worst,
+        })
+        reason = CANCEL_NOT_ENOUGH_LIQUIDITY if exhaust else CANCEL_TOO_SMALL_TO_FILL_LOT
+        self._execute(order, matched, reason)
+        return order
+
+    def _execute(self, order: TakerOrder, matched: list[tuple[RestingOrder, int]], reason: int) -> list[FillTruth]:
+        market = order.market
+        self.taker_orders[(market.market_id, order.order_id)] = order
+        fills, idx = self._match(market, order.txn_version, 1, order.user, order.custodian_id, order.order_id,
+                                 matched)
+        order.fills = [f.size for f in fills]
+        if order.size - sum(order.fills) * market.lot_size > 0:
+            order.cancel_reason = reason
+            self._emit("cancel_order_event", {
+                "txn_version": order.txn_version, "event_idx": idx, "time": self.now_iso(),
+                "market_id": market.market_id, "user": order.user, "custodian_id": order.custodian_id,
+                "order_id": order.order_id, "reason": reason,
+            })
+        return fills
 
     def place_crossing_limit_order(self, market: EconiaMarket, *, user: str | None = None,
                                    custodian_id: int = 0) -> tuple[RestingOrder, list[FillTruth]] | None:
@@ -228,28 +357,7 @@ class EconiaExchange:
             "integrator": "0x" + "e" * 64, "initial_size": size, "price": price, "restriction": 0,
             "self_match_behavior": 0, "size": left,
         })
-        idx, fills = 1, []
-        ts = self.now_iso()
-        for seq, (maker, lots) in enumerate(matched):
-            fee = lots * maker.price * market.tick_size * 5 // 10_000
-            fill = FillTruth(market, txn, maker.order_id, order.order_id, seq, maker.user, user,
-                             maker.custodian_id, custodian_id, maker.side, maker.price, lots, fee)
-            for emit in (maker.user, user):
-                self._emit("fill_event", {
-                    "txn_version": txn, "event_idx": idx, "emit_address": emit, "time": ts,
-                    "maker_address": maker.user, "maker_custodian_id": maker.custodian_id,
-                    "maker_order_id": maker.order_id, "maker_side": maker.side, "market_id": market.market_id,
-                    "price": maker.price, "sequence_number_for_trade": seq, "size": lots, "taker_address": user,
-                    "taker_custodian_id": custodian_id, "taker_order_id": order.order_id,
-                    "taker_quote_fees_paid": fee,
-                })
-                idx += 1
-            maker.size -= lots
-            maker.filled += lots
-            maker.status = "open" if maker.size else "closed"
-            self._emit_user_history(maker, maker.status)
-            self.fills.append(fill)
-            fills.append(fill)
+        fills, _ = self._match(market, txn, 1, user, custodian_id, order.order_id, matched)
         self._emit_user_history(order, order.status)
         return order, fills
 
@@ -289,8 +397,10 @@ class EconiaExchange:
             self.place_limit_order(market)
         elif r < 0.47 and self.crossing_orders:
             self.place_crossing_limit_order(market)
-        elif r < 0.75:
+        elif r < 0.66:
             self.take(market, fills=self.rng.randint(1, 3), self_trade=self.rng.random() < 0.1)
+        elif r < 0.75:
+            self.swap(market, fills=self.rng.randint(1, 2), odd_subunits=self.rng.random() < 0.3)
         elif r < 0.9:
             self.change_size(market)
         else:

@@ -19,11 +19,12 @@ Faults: ``disconnect_all()`` (abrupt), ``accepting = False`` (venue away: upgrad
   after the NEXT transaction's (out of order across transactions), or after ``reorder_max_delay`` seconds
   when no transaction follows; ``hold_next_txn(seconds)`` holds the next one for a fixed time (longer than
   a consumer's reorder window: a "late" transaction);
-- ``drop_probability`` / ``drop_next_txns(n)``: notifications silently never sent (the rows stay in the
+- ``drop_probability`` / ``drop_next_txns(n)`` / ``drop_next_on_channel(channel, n)``: notifications silently never sent (the rows stay in the
   tables, as a lost ``pg_notify`` leaves them); ``dropped`` lists ``(channel, txn_version, event_idx)``;
 - ``close_all(3001, "JWT expired")``: the server's token-expiry close, whatever the token's ``exp``.
 
-Truth: ``exchange.fills``, ``exchange.orders`` (``status``) and ``exchange.tables``. Never imports producer
+Truth: ``exchange.fills``, ``exchange.orders`` (``status``), ``exchange.taker_orders`` (market orders and
+swaps: asked size, taker fills, cancel reason) and ``exchange.tables``. Never imports producer
 code.
 """
 
@@ -135,6 +136,7 @@ class EconiaSimulator:
         self._hold_next: float | None = None
         self._drop_next = 0
         self._drop_txns: set[int] = set()
+        self._drop_channel: Counter[str] = Counter()
         for m in markets:
             self.exchange.register_market(m)
 
@@ -280,7 +282,10 @@ class EconiaSimulator:
             return
         if txn != self._current_txn:
             self._next_txn(txn)
-        if txn in self._drop_txns or (self.drop_probability and self._fault_rng.random() < self.drop_probability):
+        drop = self._drop_channel[channel] > 0
+        if drop:
+            self._drop_channel[channel] -= 1
+        if drop or txn in self._drop_txns or (self.drop_probability and self._fault_rng.random() < self.drop_probability):
             self.dropped.append((channel, txn, row["event_idx"]))
             self.stats["dropped_notifications"] += 1
             return
@@ -353,6 +358,10 @@ class EconiaSimulator:
     def drop_next_txns(self, n: int) -> None:
         """Silently drop every notification of the next ``n`` transactions (the socket stays up)."""
         self._drop_next = n
+
+    def drop_next_on_channel(self, channel: str, n: int = 1) -> None:
+        """Silently drop the next ``n`` notifications on ``channel`` (the rest of their transaction is sent)."""
+        self._drop_channel[channel] += n
 
     def flush_held(self) -> None:
         for held in list(self._held):

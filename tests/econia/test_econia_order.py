@@ -18,6 +18,7 @@ from producers.core.errors import TerminalFeedError
 from schemas.topics import ACCOUNT, BOOK, TRADES
 from simulators.econia.server import DEV_SECRET, EconiaSimulator, mint_token
 from tests.econia.conftest import caught_up, wait_until
+from tests.econia.test_econia_taker import check_taker_final_states
 from tests.econia.test_econia_wire import (
     account,
     check_account_fills,
@@ -121,6 +122,10 @@ async def test_out_of_order_and_dropped_notifications_end_equal_to_the_venue(
     check_tape(trades, ex.fills)  # every fill once
     check_account_fills(events, ex.fills)
     check_orders(events, sim)  # the last word on every order is the venue's
+    check_taker_final_states(events, sim)  # market orders and swaps too
+    log.warning("econia takers: %d market orders/swaps, %d placed after their fills or cancel (place dropped)",
+                len(ex.taker_orders), feed.normalizer.late_taker_places)
+    assert len(ex.taker_orders) >= 40
     assert len({e["event_id"] for e in events}) == len(events)
     assert feed.backfilled >= dropped  # every dropped notification came back from REST
     assert feed.reordered >= reordered  # the window put them back in order

@@ -112,3 +112,68 @@ def test_updated_limit_order_rows_become_order_states() -> None:
                                  "venue_status": "open"}
     (_, closed), = n.updated_limit_order({**row, "order_status": "closed", "remaining_size": 0}, 1)
     assert closed["payload"]["status"] == "FILLED" and closed["event_id"] != e["event_id"]
+
+
+def _norm() -> EconiaNormalizer:
+    return EconiaNormalizer({1: APT})
+
+
+def _taker_rows() -> tuple[dict, list[dict], dict]:
+    user, maker = "0x" + "a" * 64, "0x" + "b" * 64
+    oid, moid = 2**100 + 7, 2**100 + 9
+    place = {"txn_version": 50, "event_idx": 0, "market_id": 1, "time": "2024-01-01T00:00:00+00:00",
+             "order_id": oid, "signing_account": user, "integrator": "0x1", "direction": False, "min_base": 0,
+             "max_base": 250_000, "min_quote": 0, "max_quote": 2**64 - 1, "limit_price": 1_500}
+    fills = [{"txn_version": 50, "event_idx": 1 + i, "emit_address": maker, "time": "2024-01-01T00:00:00+00:00",
+              "maker_address": maker, "maker_custodian_id": 0, "maker_order_id": moid, "maker_side": True,
+              "market_id": 1, "price": 1_500, "sequence_number_for_trade": i, "size": 1, "taker_address": user,
+              "taker_custodian_id": 0, "taker_order_id": oid, "taker_quote_fees_paid": 1} for i in range(2)]
+    cancel = {"txn_version": 50, "event_idx": 3, "time": "2024-01-01T00:00:00+00:00", "market_id": 1,
+              "user": user, "custodian_id": 0, "order_id": oid, "reason": 8}
+    return place, fills, cancel
+
+
+def _orders(emissions: list) -> list[tuple[str, str, str, str, str]]:
+    return [(kw["payload"]["status"], kw["payload"]["size"], kw["payload"]["filled_size"],
+             kw["payload"]["remaining_size"], kw["payload"]["venue_status"])
+            for kind, kw in emissions if kind == "account" and kw["kind"] == "ORDER"]
+
+
+def test_swap_in_order_publishes_placed_each_fill_and_the_cancelled_rest() -> None:
+    """max_base 250_000 subunits = 2.5 lots: two one-lot fills leave half a lot (TOO_SMALL_TO_FILL_LOT)."""
+    n = _norm()
+    place, fills, cancel = _taker_rows()
+    out = n.place_swap_order(place, 0)
+    for f in fills:
+        out += n.fill(f, 0)
+    out += n.cancel_order(cancel, 0)
+    assert _orders(out) == [("NEW", "0.0025", "0", "0.0025", "placed"),
+                            ("PARTIALLY_FILLED", "0.0025", "0.001", "0.0015", "filled:50:" + str(place["order_id"]) + ":0"),
+                            ("PARTIALLY_FILLED", "0.0025", "0.002", "0.0005", "filled:50:" + str(place["order_id"]) + ":1"),
+                            ("CANCELLED", "0.0025", "0.002", "0", "cancelled:8")]
+    kw = out[0][1]
+    assert kw["account"] == place["signing_account"] and kw["payload"]["order_type"] == "swap"
+    assert kw["payload"]["side"] == "BUY" and kw["payload"]["price"] == "1.5"
+
+
+def test_swap_whose_place_comes_last_ends_in_the_venue_state() -> None:
+    """Place notification lost, fills and cancel live, place recovered by a reconcile: the place as it was,
+    then its state after the fills, then the cancel; nothing is counted as a parse error."""
+    n = _norm()
+    place, fills, cancel = _taker_rows()
+    early = n.fill(fills[0], 0) + n.fill(fills[1], 0) + n.cancel_order(cancel, 0)
+    assert _orders(early) == []
+    late = _orders(n.place_swap_order(place, 0))
+    assert [s[0] for s in late] == ["NEW", "PARTIALLY_FILLED", "CANCELLED"]
+    assert late[-1] == ("CANCELLED", "0.0025", "0.002", "0", "cancelled:8")
+
+
+def test_market_order_direction_true_is_sell_and_size_is_lots() -> None:
+    n = _norm()
+    row = {"txn_version": 60, "event_idx": 0, "market_id": 1, "time": "2024-01-01T00:00:00+00:00",
+           "order_id": 2**90, "user": "0x" + "c" * 64, "custodian_id": 3, "integrator": "0x1", "direction": True,
+           "size": 7, "self_match_behavior": 0}
+    (kind, kw), = n.place_market_order(row, 0)
+    assert kw["account"] == "0x" + "c" * 64 + ":3" and kw["payload"]["side"] == "SELL"
+    assert kw["payload"]["size"] == "0.007" and kw["payload"]["price"] is None
+    assert kw["payload"]["order_type"] == "market" and kw["event_id"].endswith(f":order:{2**90}:60:0")

@@ -113,7 +113,8 @@ async def test_duplicate_fill_published_once_orders_normalized(econia_sim: Econi
     assert len(trades) == len(fills) == 6
     check_account_fills(events, fills)
     assert feed.normalizer.duplicate_fills == len(fills)  # every taker copy (and the self-trade's 2nd maker copy)
-    orders = [e for e in events if e["kind"] == "ORDER"]
+    orders = [e for e in events if e["kind"] == "ORDER" and e["order"]["order_type"] == "limit"]
+    assert len([e for e in events if e["kind"] == "ORDER"]) == len(orders) + 3 + len(fills)  # 3 market orders
     assert Counter(e["order"]["venue_status"].split(":")[0] for e in orders) == {
         "placed": len(placed), "size_changed": len([c for c in changed if c]),
         "cancelled": len([c for c in cancelled if c])}
@@ -167,7 +168,9 @@ async def test_reconnect_gap_is_backfilled_without_loss_or_duplicates(econia_sim
     assert feed.metrics.count("parse_errors") == malformed
     orders = [e for e in events if e["kind"] == "ORDER"]
     order_rows = sum(len(ex.tables[t]) for t in ("place_limit_order_events", "change_order_size_events",
-                                                  "cancel_order_events"))
+                                                  "cancel_order_events", "place_market_order_events",
+                                                  "place_swap_order_events"))
+    order_rows += sum(len(t.fills) for t in ex.taker_orders.values())  # a taker order's state after each fill
     assert len(orders) == order_rows
     assert len({e["event_id"] for e in events}) == len(events)
     await check_books(cluster, registry, sim, start)  # the backfill kept the derived book exact: no RESET
