@@ -58,7 +58,14 @@ def test_three_nodes_with_replicated_internal_and_marketpipe_topics(three_broker
 
     spec = replace(TRADES, name=f"mb-{unique}.trades")
     assert ensure_topics(c.bootstrap, (spec,)) == [spec.name]  # the defaults: RF 3, min.insync.replicas 2
+    # the creation answer comes from the controller; the broker asked for metadata may learn of the topic a
+    # moment later: wait (bounded) until it reports every partition with its replicas
+    deadline = time.monotonic() + 60
     parts = _replicas(c, spec.name)
+    while (len(parts) < spec.partitions or any(len(isr) < 3 for _, _, isr in parts.values())) \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
+        parts = _replicas(c, spec.name)
     assert len(parts) == spec.partitions
     assert all(sorted(replicas) == [1, 2, 3] and sorted(isr) == [1, 2, 3] for _, replicas, isr in parts.values())
     assert _topic_config(c, spec.name, "min.insync.replicas") == "2"
