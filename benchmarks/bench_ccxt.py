@@ -227,16 +227,14 @@ async def run_marketpipe(path: Path, truth: dict[str, Any], args: argparse.Names
            "MARKETPIPE_CCXT_OPTIONS": json.dumps({"fetchMarkets": {"types": ["spot"]}}),
            "MARKETPIPE_HEALTH_PORT": "0", "MARKETPIPE_LOG_LEVEL": "WARNING"}
     cli = Path(sys.executable).with_name("marketpipe")
-    command = [str(cli), "produce", "ccxt"]
-    if args.profile:
-        command = [str(Path(sys.executable).with_name("py-spy")), "record", "-o", args.profile, "-r", "97",
-                   "--format", "raw", "--", *command]
-    proc = subprocess.Popen(command, env=env)
+    proc = subprocess.Popen([str(cli), "produce", "ccxt"], env=env)
     pid = proc.pid
+    spy: subprocess.Popen[Any] | None = None
     try:
         await asyncio.wait_for(sim.line("BURST", proc), 300)
-        if args.profile:  # py-spy's child is the producer
-            pid = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
+        if args.profile:  # sampled from outside, without pausing the producer (py-spy's CPU is its own)
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+                                    "--nonblocking", "-r", "97", "--format", "raw", "-o", args.profile])
         cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
         deadline = time.monotonic() + 900
         while True:
@@ -247,6 +245,9 @@ async def run_marketpipe(path: Path, truth: dict[str, Any], args: argparse.Names
             await asyncio.sleep(0.5)
         wall = time.perf_counter() - wall0
         cpu = await until_quiet(pid) - cpu0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            spy.wait(60)
         ok, lines = True, []
         for symbol in SYMBOLS:
             market = f"{symbol[:-4]}-USDT"
@@ -265,6 +266,8 @@ async def run_marketpipe(path: Path, truth: dict[str, Any], args: argparse.Names
                          f"truth: {book_ok} (resets {book.resets})")
         return {"cpu": cpu, "wall": wall, "trades": written, "ok": ok, "lines": lines}
     finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
         stop(proc)
         sim.stop()
 

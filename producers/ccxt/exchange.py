@@ -7,6 +7,7 @@
 - Exactness (see ``exact.py``): ``exchange.number = str`` and instance ``safe_float*`` that keep text.
 - Books: journaled order books (``journal.py``) and the checksum verifiers ccxt lacks (``checksums.py``).
 - Malformed venue messages are skipped without killing ccxt's socket reader (``guard.py``).
+- Hot paths (``fence.install_hot_paths``): Binance's per-message dispatch and ccxt's ``iso8601``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import ccxt.pro as ccxtpro
 
 from producers.ccxt.checksums import VERIFIERS
-from producers.ccxt.fence import check_ccxt_version, install_message_guard, keep_exact_text
+from producers.ccxt.fence import check_ccxt_version, install_hot_paths, install_message_guard, keep_exact_text
 from producers.ccxt.guard import Malformed
 from producers.ccxt.journal import install_journaled_books
 from producers.ccxt.settings import CcxtSettings
@@ -69,6 +70,7 @@ def build_exchange(settings: CcxtSettings, *, on_checksum_mismatch: Any = None,
         _set_path(exchange.urls, dotted, value)
     keep_exact_text(exchange)
     install_journaled_books(exchange)
+    install_hot_paths(exchange)  # before the guard: it wraps whatever handle_message is then
     if on_malformed is not None:
         install_message_guard(exchange, on_malformed)
     verifier = VERIFIERS.get(exchange.id)
