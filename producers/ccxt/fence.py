@@ -242,7 +242,9 @@ def cached_iso8601() -> Callable[[Any], str | None]:
             if prefix is None:
                 if len(prefixes) >= 64:
                     prefixes.clear()
-                prefix = prefixes[seconds] = "%04d-%02d-%02dT%02d:%02d:%02d." % time.gmtime(seconds)[:6]
+                t = time.gmtime(seconds)
+                prefix = prefixes[seconds] = (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:"
+                                              f"{t.tm_min:02d}:{t.tm_sec:02d}.")
             return f"{prefix}{milliseconds:03d}Z"
         return upstream(timestamp)  # type: ignore[no-any-return]
 
