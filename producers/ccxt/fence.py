@@ -29,7 +29,7 @@ What reaches inside ccxt:
   speed); :func:`install_binance_fast_dispatch` sends a bare ``depthUpdate``/``aggTrade``/``trade`` payload
   straight to the handler ccxt would pick, everything else through ccxt's own. ``iso8601`` (ccxt computes
   a ``datetime`` text for every trade and book message) is replaced on the instance by
-  :func:`cached_iso8601`, the same text with the per-second part reused.
+  :func:`cached_iso8601`, the same text with the date part reused.
 """
 
 from __future__ import annotations
@@ -230,22 +230,24 @@ _YEAR_10000_MS = 253_402_300_800_000  # ccxt's own formatting fails past year 99
 
 def cached_iso8601() -> Callable[[Any], str | None]:
     """``Exchange.iso8601`` for one exchange instance: an int millisecond timestamp gives the same text, the
-    ``YYYY-MM-DDTHH:MM:SS.`` part from ``time.gmtime`` (C) and reused for the last few seconds seen (book and
-    trade messages of several markets interleave); anything else goes to ccxt's own."""
+    ``YYYY-MM-DDT`` part from ``time.gmtime`` once per day (the last few days seen kept), the time of day by
+    integer arithmetic; anything else goes to ccxt's own."""
     upstream = ccxt.Exchange.iso8601
-    prefixes: dict[int, str] = {}
+    days_seen: dict[int, str] = {}
 
     def iso8601(timestamp: Any = None) -> str | None:
         if type(timestamp) is int and 0 <= timestamp < _YEAR_10000_MS:
             seconds, milliseconds = divmod(timestamp, 1000)
-            prefix = prefixes.get(seconds)
-            if prefix is None:
-                if len(prefixes) >= 64:
-                    prefixes.clear()
-                t = time.gmtime(seconds)
-                prefix = prefixes[seconds] = (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:"
-                                              f"{t.tm_min:02d}:{t.tm_sec:02d}.")
-            return f"{prefix}{milliseconds:03d}Z"
+            days, second_of_day = divmod(seconds, 86_400)
+            day = days_seen.get(days)
+            if day is None:
+                if len(days_seen) >= 16:
+                    days_seen.clear()
+                t = time.gmtime(days * 86_400)
+                day = days_seen[days] = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+            hours, second_of_hour = divmod(second_of_day, 3600)
+            minutes, secs = divmod(second_of_hour, 60)
+            return f"{day}{hours:02d}:{minutes:02d}:{secs:02d}.{milliseconds:03d}Z"
         return upstream(timestamp)  # type: ignore[no-any-return]
 
     return iso8601
