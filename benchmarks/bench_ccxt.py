@@ -1,326 +1,334 @@
-"""Price of the generic path: the ccxt producer vs a minimal native Binance handler, same simulated stream.
+"""The ccxt path at full speed beside a peer: cryptofeed 2.4.1 (no-op callbacks) and ``marketpipe produce ccxt``
+(publishing to real Kafka) on the same seeded Binance burst, frames per CPU-second of each and their ratio.
 
-    /tmp/venv/bin/python benchmarks/bench_ccxt.py [--frames 20000] [--changes 5] [--sink null|kafka]
+    MARKETPIPE_STATE_DIR=... MARKETPIPE_KAFKA_BOOTSTRAP=... MARKETPIPE_REGISTRY_URL=... \\
+        .venv/bin/python benchmarks/bench_ccxt.py [--frames 200000] [--rounds 1]
 
-A Binance simulator runs in a **separate process** (its CPU is not counted) and, once a client subscribes
-to ``btcusdt@depth@100ms``, pushes ``--frames`` pre-rendered diff-depth frames as fast as the socket takes
-them, each stamped ``E`` = wall time at send. The measured process runs one of:
+1. The burst is rendered once, here: 4 seeded markets (``BinanceSimulator.burst``, as in
+   ``bench_ccxt_trades.py``), depth@100ms + aggTrade frames; the frames, the truth (books, aggTrades, last
+   update ids) go to a file.
+2. For each side a fresh simulator process loads that file, answers REST (exchangeInfo, depth snapshot) from
+   the initial state and, once the client subscribed to all 8 streams (and, for marketpipe, fetched its 4
+   snapshots first, as ccxt does; cryptofeed fetches its snapshot on the first delta), sends every frame as
+   fast as the socket takes it. Identical payload bytes for both; only the envelope differs: cryptofeed
+   subscribes through Binance combined streams (``/stream?streams=...``, each event wrapped as
+   ``{"stream":..,"data":..}``), ccxt through ``SUBSCRIBE`` on ``/ws`` (raw payloads).
+3. Peer: ``benchmarks/cryptofeed_peer.py`` run by the peer venv's python (created under
+   ``$MARKETPIPE_STATE_DIR/peer-venv-cache/cryptofeed-2.4.1`` on first use; its install time printed, cold or
+   warm). Done when its callbacks saw every trade and every book's last update id.
+4. marketpipe: the real CLI ``marketpipe produce ccxt`` (book + trades, 4 markets). Done when every trade is
+   in Kafka; then read back: every trade once, ids equal to the simulator's in order, the book replayed from
+   the BookUpdates equal to the simulator's (book deltas are coalesced as the book contract allows).
 
-- ``native``: aiohttp WS + orjson + the shared ``BookSynchronizer`` + ``EventEmitter`` (Avro), one
-  BookUpdate per frame: what a hand-written venue module costs;
-- ``ccxt-raw``: ccxt.pro ``watch_order_book`` alone, no events (the floor set by ccxt itself);
-- ``ccxt``: the full ``CcxtFeed`` (journaled books, ``BookSynchronizer``, ``EventEmitter``).
-
-Printed per mode: frames per CPU-second of the measuring process (``time.process_time``), wall time,
-events published, and the latency from the frame's send time to the event reaching the sink (``null``:
-handed to the publisher; ``kafka``: acknowledged by the broker at MARKETPIPE_KAFKA_BOOTSTRAP).
+CPU is counted per measured process (utime + stime from /proc, threads included) from the moment the
+simulator starts the burst until the process is done and then quiet (CPU grew < 20 ms in 0.5 s; the quiet
+window is not counted). Simulator and this harness are not counted. Printed with the load average: the
+machine may be busy, which moves wall time far more than CPU time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import json
 import os
-import statistics
+import pickle
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SYMBOL, MARKET = "BTCUSDT", "BTC-USDT"
-NATIVE_TARGET = 30_000  # frames per CPU-second, the project's target for native feeds
-_FIRST_FRAME_CPU: list[float] = []  # process CPU time when the first diff-depth frame arrived
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
+STREAMS = tuple(f"{s.lower()}@{k}" for s in SYMBOLS for k in ("aggTrade", "depth@100ms"))
+PEER = "cryptofeed==2.4.1"
+TARGET = 0.8
+HERE = Path(__file__).resolve().parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def first_frame_seen() -> None:
-    """CPU is counted from the first data frame: imports, exchange set-up and load_markets are excluded."""
-    if not _FIRST_FRAME_CPU:
-        _FIRST_FRAME_CPU.append(time.process_time())
+def models() -> list[Any]:
+    from simulators.binance import MarketModel
+
+    return [MarketModel(s, s[:-4], "USDT", seed=100 + i) for i, s in enumerate(SYMBOLS)]
 
 
-def watch_first_frame(exchange: Any) -> None:
-    original = exchange.handle_message
+# ---------------------------------------------------------------------------------------------------------
+# the burst, rendered once
+# ---------------------------------------------------------------------------------------------------------
+async def render(frames: int, path: Path) -> dict[str, Any]:
+    from simulators.binance import BinanceSimulator
 
-    def handle_message(client: Any, message: Any) -> Any:
-        if not _FIRST_FRAME_CPU and isinstance(message, dict) and message.get("e") == "depthUpdate":
-            first_frame_seen()
-        return original(client, message)
+    sim = BinanceSimulator(models())
+    initial_ids = dict(sim.update_ids)
+    recorded: list[tuple[str, str]] = []
 
-    exchange.handle_message = handle_message
+    async def record(stream: str, payload: bytes) -> None:
+        if stream.endswith(("@aggTrade", "@depth@100ms")):
+            recorded.append((stream, payload.decode()))
+
+    sim._broadcast = record  # type: ignore[method-assign]
+    await sim.burst(frames)
+    truth = {"frames": recorded, "initial_ids": initial_ids, "update_ids": dict(sim.update_ids),
+             "agg_trades": sim.agg_trades, "markets": sim.markets}
+    path.write_bytes(pickle.dumps(truth))
+    digest = hashlib.sha256("".join(t for _, t in recorded).encode()).hexdigest()[:16]
+    return {**truth, "sha": digest}
 
 
 # ---------------------------------------------------------------------------------------------------------
 # the simulator process
 # ---------------------------------------------------------------------------------------------------------
-def serve(frames: int, changes: int, rate: float) -> None:
-    from aiohttp import web
+def serve(path: Path, snapshots: int) -> None:
+    from simulators.binance import BinanceSimulator
 
-    from simulators.binance import BinanceSimulator, MarketModel
+    truth = pickle.loads(path.read_bytes())
 
     async def main() -> None:
-        truth = MarketModel(SYMBOL, "BTC", "USDT", seed=7, levels=200)
-        sim = BinanceSimulator([truth])
-        script = MarketModel(SYMBOL, "BTC", "USDT", seed=7, levels=200)  # same seed: evolves from the same book
-        rendered: list[tuple[list, list, int, int]] = []
-        u = sim.update_ids[SYMBOL]
-        for _ in range(frames):
-            r = script.step(changes, trade_probability=0.0)
-            bids = [[c.price, c.size] for c in r.changes if c.side == "bid"]
-            asks = [[c.price, c.size] for c in r.changes if c.side == "ask"]
-            rendered.append((bids, asks, u + 1, u + len(r.changes)))
-            u += len(r.changes)
-        final_u = u
-
-        original = sim._command
-
-        async def command(conn: Any, text: str) -> None:
-            await original(conn, text)
-            if f"{SYMBOL.lower()}@depth@100ms" in conn.streams and not getattr(conn, "blasting", False):
-                conn.blasting = True
-                asyncio.get_running_loop().create_task(blast(conn.ws))
-
-        async def blast(ws: web.WebSocketResponse) -> None:
-            await asyncio.sleep(0.2)  # let the client fetch its REST snapshot first (both paths alike)
-            start = time.perf_counter()
-            for i, (bids, asks, first, last) in enumerate(rendered):
-                frame = orjson.dumps({"e": "depthUpdate", "E": time.time_ns() // 1_000_000, "s": SYMBOL,
-                                      "U": first, "u": last, "b": bids, "a": asks}).decode()
-                await ws.send_str(frame)
-                if rate > 0:  # paced: one frame every 1/rate s (for latency)
-                    ahead = start + (i + 1) / rate - time.perf_counter()
-                    if ahead > 0:
-                        await asyncio.sleep(ahead)
-                elif i % 64 == 0:
-                    await asyncio.sleep(0)
-
-        sim._command = command  # type: ignore[method-assign]
+        sim = BinanceSimulator(models())  # the initial state: REST snapshots before the burst
         await sim.start()
-        print(f"READY {sim.port} {final_u}", flush=True)
-        await asyncio.sleep(600)  # the benchmark kills us long before
+        print(f"READY {sim.port}", flush=True)
+        while not (all(sim.subscribers(s) for s in STREAMS) and sim.requests["/api/v3/depth"] >= snapshots):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # let the client apply its snapshots (both sides alike)
+        conns = list(sim._conns)
+        print("BURST", flush=True)
+        t0 = time.perf_counter()
+        for i, (stream, text) in enumerate(truth["frames"]):
+            for conn in conns:
+                if stream in conn.streams:
+                    await conn.ws.send_str(conn.frame(stream, text))
+            if i % 64 == 0:
+                await asyncio.sleep(0)
+        # from now on REST answers the venue as it is after the burst (a client that resyncs gets it)
+        sim.markets, sim.agg_trades, sim.update_ids = truth["markets"], truth["agg_trades"], truth["update_ids"]
+        print(f"SENT {time.perf_counter() - t0:.2f}", flush=True)
+        await asyncio.sleep(3600)  # the benchmark stops us
 
     asyncio.run(main())
 
 
 # ---------------------------------------------------------------------------------------------------------
-# sinks
+# measuring
 # ---------------------------------------------------------------------------------------------------------
-class NullPublisher:
-    """Counts what it is handed; latency = now - stamp (the frame's send time)."""
-
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.count = 0
-
-    async def publish(self, topic: Any, key: bytes, value: bytes, *, stamp: float | None = None) -> None:
-        self.count += 1
-        if stamp is not None:
-            self.latencies.append(time.time() - stamp)
-
-    async def flush(self) -> None:
-        return None
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self, timeout: float | None = None) -> None:
-        return None
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
-async def kafka_publisher(latencies: list[float]) -> Any:
-    from marketpipe.settings import PublisherSettings
-    from producers.publisher import KafkaPublisher
-
-    def on_ack(items: list[tuple[str, bytes, bytes, float | None]]) -> None:
-        now = time.time()
-        latencies.extend(now - stamp for _, _, _, stamp in items if stamp is not None)
-
-    publisher = KafkaPublisher(PublisherSettings(), client_id="bench-ccxt", on_ack=on_ack)
-    await publisher.start()
-    return publisher
+async def until_quiet(pid: int) -> float:
+    """CPU seconds of ``pid`` at the start of the first 0.5 s in which it used < 20 ms."""
+    before = cpu_seconds(pid)
+    while True:
+        await asyncio.sleep(0.5)
+        now = cpu_seconds(pid)
+        if now - before < 0.02:
+            return before
+        before = now
 
 
-# ---------------------------------------------------------------------------------------------------------
-# the measured clients
-# ---------------------------------------------------------------------------------------------------------
-async def run_native(port: int, final_u: int, emitter: Any, metrics: Any) -> int:
-    """Minimal native Binance spot handler: buffer, REST snapshot, U/u bridge, one DELTA per frame."""
-    import aiohttp
+class Simulator:
+    def __init__(self, path: Path, snapshots: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", str(path), "--snapshots", str(snapshots)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline().split()[1])
 
-    from producers.core.book import BookSynchronizer
-    from producers.core.numbers import now_micros
+    async def line(self, word: str, client: subprocess.Popen[Any]) -> str:
+        """The next stdout line starting with ``word``; fails if ``client`` exits first or 300 s pass."""
+        assert self.proc.stdout is not None
+        while True:
+            reading = asyncio.ensure_future(asyncio.to_thread(self.proc.stdout.readline))
+            while not reading.done():
+                await asyncio.wait((reading,), timeout=1)
+                if client.poll() is not None:
+                    raise RuntimeError(f"the measured process exited ({client.returncode}) before {word}")
+            text = reading.result()
+            if not text:
+                raise RuntimeError(f"simulator exited before {word}")
+            if text.startswith(word):
+                return text
 
-    sync = BookSynchronizer("binance-native", MARKET, SYMBOL, publish=emitter.book, metrics=metrics,
-                            on_crossed="count")
-    frames = 0
-    async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://127.0.0.1:{port}/ws/0") as ws:
-        await ws.send_str(orjson.dumps({"method": "SUBSCRIBE", "params": [f"{SYMBOL.lower()}@depth@100ms"],
-                                        "id": 1}).decode())
-        buffered: list[dict[str, Any]] = []
-        last_u: int | None = None
-        async for msg in ws:
-            data = orjson.loads(msg.data)
-            if "result" in data:  # the SUBSCRIBE ack: fetch the snapshot now
-                async with http.get(f"http://127.0.0.1:{port}/api/v3/depth",
-                                    params={"symbol": SYMBOL, "limit": "1000"}) as r:
-                    snap = orjson.loads(await r.read())
-                last_u = snap["lastUpdateId"]
-                await sync.snapshot(snap["bids"], snap["asks"], sequence=last_u, exchange_ts=now_micros(),
-                                    receive_ts=now_micros())
-                continue
-            frames += 1
-            first_frame_seen()
-            buffered.append(data)
-            if last_u is None:
-                continue
-            for d in buffered:
-                if d["u"] <= last_u:
-                    continue
-                receive_ts = now_micros()
-                await sync.delta(d["b"], d["a"], sequence=d["u"], prev_sequence=d["U"] - 1,
-                                 exchange_ts=d["E"] * 1000, receive_ts=receive_ts)
-                last_u = d["u"]
-            buffered.clear()
-            if last_u >= final_u:
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def peer_python(state: Path) -> tuple[Path, str]:
+    venv = state / "peer-venv-cache" / "cryptofeed-2.4.1"
+    python = venv / "bin" / "python"
+    t0 = time.perf_counter()
+    if python.exists() and subprocess.run([str(python), "-c", "import cryptofeed, order_book"],
+                                          capture_output=True).returncode == 0:
+        return python, f"warm (cached venv {venv}, checked in {time.perf_counter() - t0:.1f} s)"
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", PEER], check=True)
+    return python, f"cold (pip install {PEER} into {venv}: {time.perf_counter() - t0:.1f} s)"
+
+
+async def run_peer(path: Path, truth: dict[str, Any], python: Path, log: Path) -> dict[str, Any]:
+    sim = Simulator(path, snapshots=0)
+    trades = sum(len(v) for v in truth["agg_trades"].values())
+    final = ",".join(f"{s[:-4]}-USDT={truth['update_ids'][s]}" for s in SYMBOLS)
+    proc = subprocess.Popen([str(python), str(HERE / "cryptofeed_peer.py"), "--base", f"127.0.0.1:{sim.port}",
+                             "--symbols", ",".join(f"{s[:-4]}-USDT" for s in SYMBOLS), "--trades", str(trades),
+                             "--final", final, "--log", str(log)], stdout=subprocess.PIPE, text=True)
+    try:
+        await asyncio.wait_for(sim.line("BURST", proc), 300)
+        cpu0, wall0 = cpu_seconds(proc.pid), time.perf_counter()
+        assert proc.stdout is not None
+        while True:
+            text = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 900)
+            if not text:
+                raise RuntimeError("cryptofeed runner exited before DONE (see its log)")
+            if text.startswith("DONE"):
                 break
-    return frames
-
-
-async def run_ccxt_raw(port: int, final_u: int) -> int:
-    from producers.ccxt.exchange import build_exchange
-
-    ex = build_exchange(_ccxt_settings(port, "raw"))
-    watch_first_frame(ex)
-    try:
-        while True:
-            ob = await ex.watch_order_book("BTC/USDT", 1000)
-            if (ob.get("nonce") or 0) >= final_u:
-                return 0
+        wall = time.perf_counter() - wall0
+        cpu = await until_quiet(proc.pid) - cpu0
+        _, got_trades, books = text.split()
+        return {"cpu": cpu, "wall": wall, "trades": int(got_trades), "books": int(books)}
     finally:
-        await ex.close()
+        stop(proc)
+        sim.stop()
 
 
-def _ccxt_settings(port: int, venue: str) -> Any:
-    from producers.ccxt import CcxtSettings
-
-    return CcxtSettings(exchange="binance", venue=venue, markets=["BTC/USDT"], channels=["book"], book_depth=1000,
-                        rest_base_override=f"http://127.0.0.1:{port}",
-                        url_overrides={"api.ws.spot": f"ws://127.0.0.1:{port}/ws"},
-                        ccxt_options={"fetchMarkets": {"types": ["spot"]}}, create_topics=False,
-                        register_schemas=False)
-
-
-async def run_ccxt(port: int, final_u: int, registry: Any, publisher: Any) -> int:
-    from producers.ccxt import CcxtFeed
-
-    feed = CcxtFeed(_ccxt_settings(port, f"binance-bench-{uuid.uuid4().hex[:6]}"), registry=registry,
-                    publisher=publisher, serve_health=False)
-    watch_first_frame(feed.exchange)
-    task = asyncio.create_task(feed.run())
-    try:
-        while True:
-            await asyncio.sleep(0.005)
-            sync = feed.books.get(MARKET)
-            if sync is not None and (sync.last_sequence or 0) >= final_u:
-                return 0
-            if task.done():
-                task.result()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def measure(mode: str, frames: int, changes: int, sink: str, rate: float) -> dict[str, Any]:
-    from producers.core.emitter import EventEmitter
-    from producers.core.metrics import FeedMetrics
+async def run_marketpipe(path: Path, truth: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     from schemas.registry import ContractRegistry
+    from schemas.topics import BOOK, TRADES, market_key
+    from tests.feedcore.book_replay import replay_book
+    from tests.feedcore.kafka_reader import end_offsets, read_events
 
-    server = subprocess.Popen([sys.executable, __file__, "--serve", "--frames", str(frames), "--changes",
-                               str(changes), "--rate", str(rate)], stdout=subprocess.PIPE, text=True)
+    bootstrap = os.environ["MARKETPIPE_KAFKA_BOOTSTRAP"]
+    registry = ContractRegistry(os.environ["MARKETPIPE_REGISTRY_URL"])
+    await asyncio.to_thread(registry.register_all)
+    trades_total = sum(len(v) for v in truth["agg_trades"].values())
+    venue = f"cfpeer-{uuid.uuid4().hex[:8]}"
+    start = await end_offsets(bootstrap, (BOOK, TRADES))
+    sim = Simulator(path, snapshots=len(SYMBOLS))
+    env = {**os.environ, "MARKETPIPE_EXCHANGE": "binance", "MARKETPIPE_VENUE": venue,
+           "MARKETPIPE_MARKETS": ",".join(f"{s[:-4]}/USDT" for s in SYMBOLS), "MARKETPIPE_CHANNELS": "book,trades",
+           "MARKETPIPE_BOOK_DEPTH": "100", "MARKETPIPE_REST_BASE_OVERRIDE": f"http://127.0.0.1:{sim.port}",
+           "MARKETPIPE_URL_OVERRIDES": json.dumps({"api.ws.spot": f"ws://127.0.0.1:{sim.port}/ws"}),
+           "MARKETPIPE_CCXT_OPTIONS": json.dumps({"fetchMarkets": {"types": ["spot"]}}),
+           "MARKETPIPE_HEALTH_PORT": "0", "MARKETPIPE_LOG_LEVEL": "WARNING"}
+    cli = Path(sys.executable).with_name("marketpipe")
+    proc = subprocess.Popen([str(cli), "produce", "ccxt"], env=env)
+    pid = proc.pid
+    spy: subprocess.Popen[Any] | None = None
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline().split()
-        port, final_u = int(line[1]), int(line[2])
-        registry = ContractRegistry(os.environ.get("MARKETPIPE_REGISTRY_URL",
-                                                   "http://127.0.0.1:18081/apis/ccompat/v7"))
-        await asyncio.to_thread(registry.register_all)
-        if sink == "kafka":  # the feed runs with create_topics=False, as in the chart
-            from marketpipe.topics_admin import ensure_topics
-            from producers.core.emitter import FEED_TOPICS
-
-            await asyncio.to_thread(ensure_topics, os.environ.get("MARKETPIPE_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
-                                    FEED_TOPICS)
-        latencies: list[float] = []
-        publisher: Any
-        if sink == "kafka":
-            publisher = await kafka_publisher(latencies)
-        else:
-            publisher = NullPublisher()
-            latencies = publisher.latencies
-        metrics = FeedMetrics(f"bench-{mode}")
-        emitter = EventEmitter(f"binance-bench-{mode}", registry, publisher, metrics)
-        await emitter.prepare()
-        import ccxt.pro  # noqa: F401 - imported outside the measurement
-
-        _FIRST_FRAME_CPU.clear()
-        wall0 = time.perf_counter()
-        if mode == "native":
-            await run_native(port, final_u, emitter, metrics)
-        elif mode == "ccxt-raw":
-            await run_ccxt_raw(port, final_u)
-        else:
-            await run_ccxt(port, final_u, registry, publisher)
-        await publisher.flush()
-        cpu, wall = time.process_time() - _FIRST_FRAME_CPU[0], time.perf_counter() - wall0
-        events = metrics.count("events_out") if mode == "native" else len(latencies)
-        if sink == "kafka":
-            await publisher.stop()
-        lat = sorted(latencies)
-        return {"mode": mode, "frames": frames, "cpu_s": cpu, "wall_s": wall, "fps_cpu": frames / cpu,
-                "fps_wall": frames / wall, "events": events,
-                "p50_ms": 1000 * statistics.median(lat) if lat else float("nan"),
-                "p99_ms": 1000 * lat[int(len(lat) * 0.99) - 1] if len(lat) > 1 else float("nan")}
+        await asyncio.wait_for(sim.line("BURST", proc), 300)
+        if args.profile:  # sampled from outside, without pausing the producer (py-spy's CPU is its own)
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+                                    "--nonblocking", "-r", "97", "--format", "raw", "-o", args.profile])
+        cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
+        deadline = time.monotonic() + 900
+        while True:
+            ends = await end_offsets(bootstrap, (TRADES,))
+            written = sum(ends[TRADES.name].values()) - sum(start[TRADES.name].values())
+            if written >= trades_total or time.monotonic() > deadline or proc.poll() is not None:
+                break
+            await asyncio.sleep(0.5)
+        wall = time.perf_counter() - wall0
+        cpu = await until_quiet(pid) - cpu0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            spy.wait(60)
+        ok, lines = True, []
+        for symbol in SYMBOLS:
+            market = f"{symbol[:-4]}-USDT"
+            key = market_key(venue, market)
+            want = [str(a.agg_id) for a in truth["agg_trades"][symbol]]
+            got = await read_events(bootstrap, registry, TRADES, start[TRADES.name], keys={key}, timeout=120)
+            ids = [t["trade_id"] for t in got]
+            gaps = sum(1 for t in got if t.get("gap"))
+            events = await read_events(bootstrap, registry, BOOK, start[BOOK.name], keys={key}, timeout=120)
+            book = replay_book(events)
+            m = truth["markets"][symbol]
+            book_ok = book.in_sync and book.bids == dict(m.bids) and book.asks == dict(m.asks)
+            ok = ok and ids == want and not gaps and book_ok
+            lines.append(f"  {market}: aggTrades {len(want)}, in Kafka {len(ids)} ({len(set(ids))} distinct, {gaps} "
+                         f"gap markers), ids equal in order: {ids == want}; {len(events)} BookUpdates, book equals "
+                         f"truth: {book_ok} (resets {book.resets})")
+        return {"cpu": cpu, "wall": wall, "trades": written, "ok": ok, "lines": lines}
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+        stop(proc)
+        sim.stop()
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+async def compare(args: argparse.Namespace) -> int:
+    state = Path(os.environ.get("MARKETPIPE_STATE_DIR", Path.home() / ".marketpipe"))
+    python, install = peer_python(state)
+    print(f"peer: {PEER}, {install}", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-ccxt-"))
+    path = work / "burst.pickle"
+    t0 = time.perf_counter()
+    truth = await render(args.frames, path)
+    frames = len(truth["frames"])
+    trades = sum(len(v) for v in truth["agg_trades"].values())
+    print(f"burst: {frames} frames ({trades} aggTrades, {frames - trades} depth@100ms), 4 markets, seeded; "
+          f"payload sha256 {truth['sha']} (rendered in {time.perf_counter() - t0:.0f} s). Same payload bytes to "
+          f"both; cryptofeed gets them in the combined-stream envelope {{\"stream\":..,\"data\":..}}, ccxt raw",
+          flush=True)
+    ok = True
+    peer_fps: list[float] = []
+    mp_fps: list[float] = []
+    for r in range(args.rounds):
+        print(f"round {r + 1}: {load()} (before cryptofeed)", flush=True)
+        p = await run_peer(path, truth, python, work / "cryptofeed.log")
+        peer_fps.append(frames / p["cpu"])
+        print(f"  cryptofeed no-op      {frames / p['cpu']:10,.0f} frames/CPU-s  CPU {p['cpu']:6.1f} s  wall "
+              f"{p['wall']:6.1f} s  trades {p['trades']}  book callbacks {p['books']}", flush=True)
+        print(f"round {r + 1}: {load()} (before marketpipe)", flush=True)
+        m = await run_marketpipe(path, truth, args)
+        mp_fps.append(frames / m["cpu"])
+        print(f"  marketpipe ccxt->Kafka{frames / m['cpu']:10,.0f} frames/CPU-s  CPU {m['cpu']:6.1f} s  wall "
+              f"{m['wall']:6.1f} s  trades in Kafka {m['trades']}  every trade once, books exact: {m['ok']}",
+              flush=True)
+        for line in m["lines"]:
+            print(line)
+        print(f"  ratio marketpipe / cryptofeed: {mp_fps[-1] / peer_fps[-1]:.2f}x (target {TARGET}x); {load()}",
+              flush=True)
+        ok = ok and m["ok"]
+    if args.rounds > 1:
+        print(f"median: cryptofeed {sorted(peer_fps)[len(peer_fps) // 2]:,.0f}, marketpipe "
+              f"{sorted(mp_fps)[len(mp_fps) // 2]:,.0f} frames/CPU-s")
+    print("RESULT", "OK" if ok else "FAIL (a trade or the book did not reach Kafka exactly)", flush=True)
+    return 0 if ok else 1
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=20_000)
-    parser.add_argument("--changes", type=int, default=5, help="level changes per diff-depth frame")
-    parser.add_argument("--sink", choices=["null", "kafka"], default="null")
-    parser.add_argument("--rate", type=float, default=0.0,
-                        help="frames per second sent (0: as fast as the socket takes them); pace it for latency")
-    parser.add_argument("--modes", default="native,ccxt-raw,ccxt")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=200_000)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--profile", help="py-spy raw (collapsed) profile of the marketpipe producer to this file")
+    p.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--snapshots", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args()
     if args.serve:
-        serve(args.frames, args.changes, args.rate)
+        serve(args.serve, args.snapshots)
         return
-    import logging
-
-    logging.basicConfig(level=logging.WARNING)
-    pace = f"{args.rate:,.0f} frames/s" if args.rate else "unpaced (saturation)"
-    print(f"{args.frames} Binance diff-depth frames, {args.changes} level changes each, {pace}, sink={args.sink}, "
-          f"200-level book; simulator in its own process")
-    print(f"{'mode':10} {'frames/CPU-s':>13} {'frames/wall-s':>14} {'CPU s':>7} {'events':>7} "
-          f"{'p50 ms':>8} {'p99 ms':>8}")
-    results = {}
-    for mode in args.modes.split(","):
-        r = asyncio.run(measure(mode, args.frames, args.changes, args.sink, args.rate))
-        results[mode] = r
-        print(f"{mode:10} {r['fps_cpu']:13,.0f} {r['fps_wall']:14,.0f} {r['cpu_s']:7.2f} {r['events']:7d} "
-              f"{r['p50_ms']:8.2f} {r['p99_ms']:8.2f}", flush=True)
-    if "native" in results and "ccxt" in results:
-        ratio = results["native"]["fps_cpu"] / results["ccxt"]["fps_cpu"]
-        print(f"ccxt path costs {ratio:.2f}x the native handler's CPU per frame "
-              f"(target: ccxt >= {NATIVE_TARGET / 3:,.0f} frames/CPU-s, i.e. within 3x of {NATIVE_TARGET:,})")
+    sys.exit(asyncio.run(compare(args)))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
   the per-connection sequence checks it lacks (``coinbase.py``).
 - Venues whose wire numbers are JSON numbers (:data:`JSON_NUMBER_VENUES`, Kraken v2) are decoded as text.
 - Malformed venue messages are skipped without killing ccxt's socket reader (``guard.py``).
+- Hot paths (``fence.install_hot_paths``): Binance's per-message dispatch and ccxt's ``iso8601``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ import ccxt.pro as ccxtpro
 
 from producers.ccxt.checksums import VERIFIERS
 from producers.ccxt.coinbase import SEQUENCE_CHECKS, TRADE_SNAPSHOT_CHECKS
-from producers.ccxt.fence import check_ccxt_version, install_exact_json, install_message_guard, keep_exact_text
+from producers.ccxt.fence import (
+    check_ccxt_version,
+    install_exact_json,
+    install_hot_paths,
+    install_message_guard,
+    keep_exact_text,
+)
 from producers.ccxt.guard import Malformed
 from producers.ccxt.journal import install_journaled_books
 from producers.ccxt.settings import CcxtSettings
@@ -78,6 +85,7 @@ def build_exchange(settings: CcxtSettings, *, on_checksum_mismatch: Any = None,
     if exchange.id in JSON_NUMBER_VENUES:
         install_exact_json(exchange)
     install_journaled_books(exchange)
+    install_hot_paths(exchange)  # before the checks and the guard: they wrap whatever handle_message is then
     snapshot_check = TRADE_SNAPSHOT_CHECKS.get(exchange.id)
     if snapshot_check is not None and on_trade_hole is not None:  # inside the sequence check: sees what ccxt sees
         snapshot_check(exchange, on_trade_hole)

@@ -5,7 +5,10 @@ Speaks exactly what ccxt.pro's binance client (and a native client) uses:
   ``/api/v3/time``; ``/fapi/v1/exchangeInfo`` and ``/dapi/v1/exchangeInfo`` answer no symbols; the signed
   ``/sapi/v1/...`` calls ccxt makes with keys answer ``[]``.
 - WS on any ``/ws/<anything>`` path (ccxt numbers its sockets ``/ws/0``, ``/ws/1``...), or
-  ``/ws/<stream>`` raw-stream style. ``{"method":"SUBSCRIBE","params":[...],"id":N}`` is acked with
+  ``/ws/<stream>`` raw-stream style; combined streams (Binance docs, "WebSocket Streams": "Combined streams
+  are accessed at /stream?streams=<streamName1>/<streamName2>/<streamName3>"; also ``/stream`` with
+  SUBSCRIBE) deliver every event wrapped as ``{"stream":"<streamName>","data":<rawPayload>}``, the payload
+  byte for byte what a raw-stream socket gets. ``{"method":"SUBSCRIBE","params":[...],"id":N}`` is acked with
   ``{"result":null,"id":N}``, duplicates included; UNSUBSCRIBE and LIST_SUBSCRIPTIONS too.
 - Streams: ``<sym>@depth`` / ``<sym>@depth@100ms`` (diff depth with ``U``/``u``), ``<sym>@trade``,
   ``<sym>@aggTrade``, ``<sym>@miniTicker``, ``<sym>@ticker``, ``<sym>@kline_1m``.
@@ -63,6 +66,10 @@ class AggTrade:
 class _Conn:
     ws: web.WebSocketResponse
     streams: set[str] = field(default_factory=set)
+    combined: bool = False  # a /stream socket: events wrapped as {"stream": name, "data": payload}
+
+    def frame(self, stream: str, text: str) -> str:
+        return f'{{"stream":"{stream}","data":{text}}}' if self.combined else text
 
 
 class BinanceSimulator:
@@ -104,6 +111,7 @@ class BinanceSimulator:
         app.router.add_get("/sapi/{tail:.*}", self._empty_list)
         app.router.add_get("/ws-api/v3", self._ws_api)
         app.router.add_get("/ws", self._ws)
+        app.router.add_get("/stream", self._ws)
         app.router.add_get("/ws/{tail:.*}", self._ws)
         self._runner, self.port = await serve_app(app, self.port, self.host)
 
@@ -223,10 +231,12 @@ class BinanceSimulator:
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20.0, autoping=True)
         await ws.prepare(request)
-        conn = _Conn(ws)
+        conn = _Conn(ws, combined=request.path == "/stream")
         tail = request.match_info.get("tail", "")
         if "@" in tail:  # raw stream style: /ws/btcusdt@depth
             conn.streams.update(tail.split("/"))
+        if conn.combined and request.query.get("streams"):  # combined: /stream?streams=a/b/c
+            conn.streams.update(request.query["streams"].split("/"))
         self._conns.append(conn)
         try:
             async for msg in ws:
@@ -357,7 +367,7 @@ class BinanceSimulator:
         for conn in list(self._conns):
             if stream in conn.streams and not conn.ws.closed:
                 try:
-                    await conn.ws.send_str(text)
+                    await conn.ws.send_str(conn.frame(stream, text))
                 except (ConnectionError, RuntimeError):
                     pass
 

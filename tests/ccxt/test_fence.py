@@ -15,7 +15,15 @@ from ccxt.async_support.base.ws.cache import ArrayCache, ArrayCacheBySymbolById
 
 from producers.ccxt import CcxtSettings
 from producers.ccxt.exchange import build_exchange
-from producers.ccxt.fence import CCXT_VERSION, UPSTREAM, CcxtVersionMismatch, check_ccxt_version, install_item_taps
+from producers.ccxt.fence import (
+    CCXT_VERSION,
+    UPSTREAM,
+    CcxtVersionMismatch,
+    cached_iso8601,
+    check_ccxt_version,
+    install_binance_fast_dispatch,
+    install_item_taps,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,3 +97,48 @@ def test_taps_see_every_item_whatever_the_ring_keeps():
     cached = exchange.orders.hashmap["BTC/USDT"]["o1"]
     cached["status"] = "mutated later by ccxt"
     assert orders[1]["status"] == "s1"  # the tap handed over a snapshot
+
+
+def test_cached_iso8601_gives_ccxt_own_text():
+    iso = cached_iso8601()
+    values = [0, 1, 999, 1000, 59_999, 60_000, 1_700_000_000_123, 1_700_000_000_124, 1_700_000_000_999,
+              1_700_000_001_000, 1_700_000_000_500, 1_709_251_199_999, 1_709_251_200_000, 253_402_300_799_999,
+              253_402_300_800_000, 8_640_000_000_000_000, 8_640_000_000_000_001, -1, None, 1.5, 1_700_000_000_123.7,
+              "1700000000123", True, float("nan")]
+    values += list(range(1_733_000_000_000, 1_733_000_000_000 + 5_000, 7))  # repeats within a second, in order
+    values += [1_733_000_000_000 - 86_400_000 * d for d in range(0, 4000, 13)]  # going back across days
+    for v in values:
+        assert iso(v) == ccxt.Exchange.iso8601(v), v
+
+
+class _Client:
+    def __init__(self, subscriptions: dict) -> None:
+        self.subscriptions = subscriptions
+        self.url = "ws://127.0.0.1/ws/0"
+
+
+def test_binance_fast_dispatch_sends_each_message_where_ccxt_would():
+    """Bare depthUpdate/aggTrade/trade payloads skip ccxt's dispatch; the handler called, with what, is the
+    one ccxt's own ``handle_message`` calls, for those and for wrapped or id-carrying messages alike."""
+    exchange = ccxtpro.binance()
+    calls: list[tuple[str, object]] = []
+    exchange.handle_order_book = lambda client, message: calls.append(("book", message))
+    exchange.handle_trade = lambda client, message: calls.append(("trade", message))
+    exchange.handle_subscription_status = lambda client, message: calls.append(("status", message))
+    depth = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 5, "u": 7, "b": [["1.0", "2"]], "a": []}
+    agg = {"e": "aggTrade", "E": 1, "s": "BTCUSDT", "a": 9, "p": "1.0", "q": "2", "f": 9, "l": 9, "T": 1, "m": True}
+    trade = {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 3, "p": "1.0", "q": "2", "T": 1, "m": False}
+    messages = [depth, agg, trade, {"stream": "btcusdt@depth@100ms", "data": depth},
+                {"stream": "btcusdt@aggTrade", "data": agg}, {"result": None, "id": 1}, {**depth, "id": 4},
+                {**depth, "id": 5}]
+    client = _Client({"4": {"method": lambda client, message: calls.append(("subscription", message))}})
+    for message in messages:
+        type(exchange).handle_message(exchange, client, message)
+    expected, calls[:] = list(calls), []
+    assert [c[0] for c in expected] == ["book", "trade", "trade", "book", "trade", "status", "subscription",
+                                           "book"]
+    assert install_binance_fast_dispatch(exchange)
+    for message in messages:
+        exchange.handle_message(client, message)
+    assert calls == expected and all(a[1] is b[1] for a, b in zip(calls, expected, strict=True))
+    assert not install_binance_fast_dispatch(ccxtpro.okx())
