@@ -166,6 +166,13 @@ def register_views(proc: ProcessorApp) -> None:
             return view.json({"error": str(exc)}, status=400)
 
     def not_found(view: View, what: str, key: bytes) -> Response:
+        # 404 only from a worker that serves the key's partition with its state restored: during a rebalance
+        # or a changelog restore (or while the router's view of the owner is stale) an existing market would
+        # be called unknown; say "retry" instead
+        if not proc.ready() or not proc.owned(key):
+            return view.json({"error": f"{what} {key.decode()}: this worker is not serving its partition right "
+                                       "now (rebalance or state restore); retry"},
+                             status=503, headers={"Retry-After": "1"})
         return view.json({"error": f"unknown {what} {key.decode()}"}, status=404)
 
     # -- books -------------------------------------------------------------------------------------------

@@ -149,6 +149,7 @@ class KeyRecord:
     longest_gap: float = 0.0
     errors: int = 0
     answers: int = 0
+    not_found_after_answer: int = 0  # 404s after the key was answered once: an existing key called unknown
 
 
 @dataclass
@@ -159,11 +160,13 @@ class ProbeReport:
     longest_gap_key: str
     error_kinds: dict[str, int]
     worst_keys: list[tuple[str, float]] = field(default_factory=list)
+    not_found_after_answer: int = 0
 
     def line(self) -> str:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.error_kinds.items())) or "none"
-        return (f"{self.queries} queries, {self.errors} errors ({kinds}); longest gap without an answer "
-                f"{self.longest_gap_s:.2f} s ({self.longest_gap_key})")
+        return (f"{self.queries} queries, {self.errors} errors ({kinds}; existing keys called unknown: "
+                f"{self.not_found_after_answer}); longest gap without an answer {self.longest_gap_s:.2f} s "
+                f"({self.longest_gap_key})")
 
 
 class QueryProbe:
@@ -213,6 +216,8 @@ class QueryProbe:
                 rec.answers += 1
             else:
                 rec.errors += 1
+                if kind == "HTTP 404" and rec.answers:
+                    rec.not_found_after_answer += 1
                 self.error_kinds[kind] += 1
                 self.error_times.append(now)
             await asyncio.sleep(self.pause_s)
@@ -240,7 +245,8 @@ class QueryProbe:
         return ProbeReport(queries=sum(r.answers + r.errors for r in self.records.values()),
                            errors=sum(r.errors for r in self.records.values()),
                            longest_gap_s=worst[0][1], longest_gap_key=worst[0][0],
-                           error_kinds=dict(self.error_kinds), worst_keys=worst[:5])
+                           error_kinds=dict(self.error_kinds), worst_keys=worst[:5],
+                           not_found_after_answer=sum(r.not_found_after_answer for r in self.records.values()))
 
 
 # -- truth from the topics --------------------------------------------------------------------------------------
