@@ -112,6 +112,7 @@ class TakerState:
     filled: int = 0  # lots
     closed: bool = False
     fills: int = 0  # taker fills applied
+    closed_status: str | None = None  # venue_status of the cancel that closed it ("cancelled:<reason>")
 
 
 class EconiaNormalizer:
@@ -201,8 +202,10 @@ class EconiaNormalizer:
         if taker_state is not None:
             taker_state.filled += lots
             taker_state.fills += 1
-            out.append(self._taker_order(m, taker_oid, taker_state, f"filled:{trade_id}", "fill_event",
-                                         f"fill:{trade_id}", ts, receive_ts))
+            # a fill applied after the cancel that closed the order (delivered late): the order stays closed
+            # for that reason, now with this fill counted in
+            out.append(self._taker_order(m, taker_oid, taker_state, taker_state.closed_status or f"filled:{trade_id}",
+                                         "fill_event", f"fill:{trade_id}", ts, receive_ts))
         elif (m.market_id, taker_oid) not in self.orders:  # a market/swap order whose place is still to come
             orphan_t = (m.market_id, taker_oid)
             lots0, n0, _, _ = self._orphan_taker_fills.get(orphan_t, (0, 0, "", 0))
@@ -304,7 +307,8 @@ class EconiaNormalizer:
         oid = _int(row["order_id"])
         state = self.takers[(m.market_id, oid)]
         state.closed = True
-        return [self._taker_order(m, oid, state, f"cancelled:{row.get('reason')}", "cancel_order_event",
+        state.closed_status = f"cancelled:{row.get('reason')}"
+        return [self._taker_order(m, oid, state, state.closed_status, "cancel_order_event",
                                   f"{_int(row['txn_version'])}:{_int(row['event_idx'])}", iso_micros(row["time"]),
                                   receive_ts)]
 
