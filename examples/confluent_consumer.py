@@ -44,7 +44,10 @@ def consumer_config(group: str, follow: bool) -> dict[str, Any]:
         "enable.auto.commit": follow,
         "auto.offset.reset": "earliest",
         "key.deserializer": StringDeserializer("utf_8"),  # "<venue>:<market>" or "<venue>:<account>"
-        "value.deserializer": AvroDeserializer(registry),  # writer schema fetched by the id in each record
+        # the writer schema is fetched by the id in each record; the subject strategy is named because
+        # confluent-kafka 2.16 defaults to ASSOCIATED, which first asks an associations API that only
+        # Confluent's registry has (Apicurio answers 404, and once, under load, not at all)
+        "value.deserializer": AvroDeserializer(registry, conf={"subject.name.strategy.type": "TOPIC"}),
     }
 
 

@@ -72,7 +72,7 @@ async def publish_every_contract(settings: PublisherSettings, registry: Contract
     """Every sample of every contract (all account kinds, gap markers, book kinds), with run-unique event ids,
     written with the current schemas and, where a released older version exists, with that one too."""
     run = uuid.uuid4().hex[:10]
-    since_ms = int(time.time() * 1000) - 1000  # margin: the producer stamps records with its own clock
+    since_ms = int(time.time() * 1000)  # the batch is stamped by this process, on this clock, after this moment
     written: dict[str, Written] = {}
     older = older_writers(registry, run)
     publisher = KafkaPublisher(settings, client_id=f"consumer-proof-{run}")

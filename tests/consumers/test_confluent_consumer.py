@@ -19,7 +19,10 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "confluent_consumer
 
 
 def test_avro_deserializer_decodes_each_record_like_marketpipe_serde(every_contract: Batch, registry_url: str) -> None:
-    deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+    # TOPIC strategy as in examples/confluent_consumer.py (the default, ASSOCIATED, asks a Confluent-only API);
+    # a request timeout so a registry that stops answering fails the test, not pytest's timeout
+    deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry_url, "timeout": 30}),
+                                    conf={"subject.name.strategy.type": "TOPIC"})
     diffs: list[str] = []
     for event_id, w in every_contract.by_event_id.items():
         decoded = deserializer(w.raw, SerializationContext(w.topic, MessageField.VALUE))

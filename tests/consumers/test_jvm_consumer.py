@@ -120,7 +120,12 @@ def test_java_consumer_follow_mode_reads_every_topic_with_a_group(registry_url: 
             pytest.fail("the Java consumer did not stop within 60 s of SIGTERM")
     for r in readers:
         r.join(timeout=10)
-    assert not [line for line in stderr if line.startswith("undecodable")], "".join(stderr)[-4000:]
+    # the group reads every marketpipe topic from the start, where other tests of the session left records that
+    # are not Avro on purpose (tests/consumer: malformed input is counted and skipped): those are reported and
+    # skipped, which is what a consumer should do; every record of this batch must decode (compared below).
+    # The batch-only read (test_java_consumer_reads_every_topic, --from-timestamp) requires 0 undecodable.
+    skipped = [line for line in stderr if line.startswith("undecodable")]
+    print(f"[java consumer --follow] {len(skipped)} records of other tests reported undecodable and skipped")
     seen, diffs = compare_json_lines(every_contract, "".join(lines))
     assert not diffs, "\n".join(diffs[:50]) + "\n" + "".join(stderr)[-2000:]
     assert {rows[0]["topic"] for rows in seen.values()} == {t.name for t in ALL_TOPICS}
