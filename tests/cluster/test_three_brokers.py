@@ -27,6 +27,7 @@ from tests.feedcore.book_replay import replay_book
 from tests.feedcore.kafka_reader import end_offsets, read_events
 from tests.processors.harness import Worker, get_json, worker_env
 from tests.rabbitx.conftest import books_caught_up, sim_config
+from tests.rabbitx.test_rabbitx_trade_recovery import caught_up as trades_caught_up
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.multibroker, pytest.mark.timeout(900)]
@@ -174,7 +175,9 @@ async def test_leader_killed_during_a_producer_run_loses_and_duplicates_nothing(
         await wait_until(lambda: feed is not None and feed.ready and books_caught_up(feed, sim), 60, "first sync")
         publisher = feed.publisher
         assert publisher is not None
-        await wait_until(lambda: publisher.acked > 0, 60, "first acknowledgements")
+        # every trade the simulator sent so far is on the tape, and everything buffered is acknowledged
+        await wait_until(lambda: feed is not None and trades_caught_up(feed, sim), 60, "first trades")
+        await publisher.flush()
 
         keys = {market_key("rabbitx", feed.market(m)): m for m in sim.markets}
         first_key = next(iter(keys))
