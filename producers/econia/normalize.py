@@ -85,6 +85,12 @@ def _int(v: Any) -> int:
     raise ValueError(f"expected a JSON integer, got {v!r}")
 
 
+def _fill_key(trade_id: str) -> tuple[int, int]:
+    """(txn_version, sequence_number_for_trade) of a trade id "<txn>:<taker order>:<seq>"."""
+    txn, _, seq = trade_id.split(":")
+    return int(txn), int(seq)
+
+
 def _key(row: dict[str, Any]) -> tuple[int, int]:
     return _int(row["txn_version"]), _int(row["event_idx"])
 
@@ -113,6 +119,8 @@ class TakerState:
     closed: bool = False
     fills: int = 0  # taker fills applied
     closed_status: str | None = None  # venue_status of the cancel that closed it ("cancelled:<reason>")
+    newest_fill: tuple[int, int] | None = None  # (txn_version, sequence_number_for_trade) of its newest fill
+    newest_fill_id: str = ""  # that fill's trade id
 
 
 class EconiaNormalizer:
@@ -202,14 +210,19 @@ class EconiaNormalizer:
         if taker_state is not None:
             taker_state.filled += lots
             taker_state.fills += 1
-            # a fill applied after the cancel that closed the order (delivered late): the order stays closed
-            # for that reason, now with this fill counted in
-            out.append(self._taker_order(m, taker_oid, taker_state, taker_state.closed_status or f"filled:{trade_id}",
-                                         "fill_event", f"fill:{trade_id}", ts, receive_ts))
+            if taker_state.newest_fill is None or (txn, seq) > taker_state.newest_fill:
+                taker_state.newest_fill, taker_state.newest_fill_id = (txn, seq), trade_id
+            # the order's state names its newest fill, also when an older one is applied late; and a fill
+            # applied after the cancel that closed the order stays closed for that reason, the fill counted in
+            status = taker_state.closed_status or f"filled:{taker_state.newest_fill_id}"
+            out.append(self._taker_order(m, taker_oid, taker_state, status, "fill_event", f"fill:{trade_id}", ts,
+                                         receive_ts))
         elif (m.market_id, taker_oid) not in self.orders:  # a market/swap order whose place is still to come
             orphan_t = (m.market_id, taker_oid)
-            lots0, n0, _, _ = self._orphan_taker_fills.get(orphan_t, (0, 0, "", 0))
-            self._orphan_taker_fills[orphan_t] = (lots0 + lots, n0 + 1, trade_id, ts)
+            lots0, n0, newest_id, newest_ts = self._orphan_taker_fills.get(orphan_t, (0, 0, "", 0))
+            if not newest_id or (txn, seq) > _fill_key(newest_id):  # the state names the newest fill
+                newest_id, newest_ts = trade_id, ts
+            self._orphan_taker_fills[orphan_t] = (lots0 + lots, n0 + 1, newest_id, newest_ts)
             if len(self._orphan_taker_fills) > self._order_memory:
                 self._orphan_taker_fills.popitem(last=False)
         return out
@@ -264,6 +277,7 @@ class EconiaNormalizer:
             lots, n, trade_id, fill_ts = orphan
             self.superseded += 1
             state.filled, state.fills = lots, n
+            state.newest_fill, state.newest_fill_id = _fill_key(trade_id), trade_id
             out.append(self._taker_order(m, oid, state, f"filled:{trade_id}", "reconcile", f"fill:{trade_id}",
                                          fill_ts, receive_ts))
         cancel = self._orphan_taker_cancels.pop((m.market_id, oid), None)
